@@ -1,0 +1,30 @@
+/**
+ * npm run bench [-- --only models,backend,data,linalg]
+ *
+ * Every speed figure of the project, measured in one run and printed as tables (ratios are what to compare: this
+ * machine is noisy).
+ */
+import { benchBackend } from './backend';
+import { benchDataPipeline } from './data-pipeline';
+import { benchLinalg } from './linalg';
+import { benchModels } from './models';
+
+const sections: Record<string, () => Promise<unknown>> = {
+  backend: () => benchBackend(),
+  models: () => benchModels(),
+  data: () => benchDataPipeline(),
+  linalg: () => benchLinalg(),
+};
+
+const onlyArg = process.argv.indexOf('--only');
+const only = onlyArg > 0 ? process.argv[onlyArg + 1].split(',') : Object.keys(sections);
+for (const name of only) {
+  const f = sections[name];
+  if (!f) {
+    console.error(`error: unknown bench section '${name}' (known: ${Object.keys(sections).join(', ')})`);
+    process.exit(2);
+  }
+  const t0 = performance.now();
+  await f();
+  console.log(`(${name}: ${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
+}

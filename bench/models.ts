@@ -1,0 +1,62 @@
+/**
+ * Training-step time of the zoo's quick models per batch size, and the effective GFLOP/s (forward FLOPs of the conv
+ * and dense layers × 3 for forward + backward, divided by the measured step time).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/backend';
+import type { LayerInfo } from '../src/nn/layers';
+import { buildModel, type ModelConfig } from '../src/nn/zoo';
+import { parseConfig, RunConfig } from '../src/train/config';
+import { makeOptimizer, Trainer } from '../src/train/trainer';
+
+/** Forward multiply-adds ×2 of the parameterised layers, per example. */
+export function forwardFlops(layers: LayerInfo[]): number {
+  let f = 0;
+  for (const l of layers) {
+    if (l.kind === 'dense') f += 2 * l.inUnits * l.outUnits;
+    else if (l.kind === 'conv2d') f += 2 * l.outSize[0] * l.outSize[1] * l.kernel[0] * l.kernel[1] * l.inChannels * l.outChannels;
+  }
+  return f;
+}
+
+export const QUICK_MODELS: { name: string; model: ModelConfig; input: [number, number, number]; bnChunk?: number }[] = [
+  { name: 'cifarnet (32×32×3)', model: { arch: 'cifarnet', bn: false }, input: [32, 32, 3] },
+  { name: 'googlenet quick (28×28×1)', model: { arch: 'googlenet', bn: true, width: 0.25, stem: 'small', stages: [2, 2, 0] }, input: [28, 28, 1], bnChunk: 32 },
+  { name: 'alexnet quick (28×28×1)', model: { arch: 'alexnet', bn: false, width: 0.25, fcUnits: 256, stem: 'small' }, input: [28, 28, 1] },
+  { name: 'resnet quick (28×28×1)', model: { arch: 'resnet', bn: true, width: 0.25, blocks: [1, 1, 1], stem: 'small' }, input: [28, 28, 1], bnChunk: 32 },
+];
+
+export async function benchModels(batchSizes = [32, 128, 256], steps = 4) {
+  const backend = await initBackend();
+  const rows: Record<string, string | number>[] = [];
+  for (const m of QUICK_MODELS) {
+    for (const bz of batchSizes) {
+      const cfg = parseConfig(
+        RunConfig,
+        { label: m.name, run: 'bench', method: 'sgd', batchSize: bz, examples: bz * steps, bnChunk: m.bnChunk && Math.min(m.bnChunk, bz), model: m.model, optimizer: { kind: 'sgd', lr: 0.01 } },
+        'bench run',
+      );
+      const model = buildModel(cfg.model, m.input, 10, 0);
+      const tr = new Trainer(model, makeOptimizer(cfg, model, { epochSize: 10000 }), cfg, 0.99);
+      const per = m.input[0] * m.input[1] * m.input[2];
+      const batch = {
+        images: new Float32Array(bz * per).map((_, i) => Math.sin(i * 0.37)),
+        labels: new Int32Array(bz).map((_, i) => i % 10),
+        shape: [bz, ...m.input] as [number, number, number, number],
+      };
+      tr.trainStep(batch); // warm-up: kernels compiled, buffers allocated
+      const t0 = performance.now();
+      for (let i = 0; i < steps; i++) tr.trainStep(batch);
+      const s = (performance.now() - t0) / 1000 / steps;
+      const gflops = (3 * forwardFlops(model.layers) * bz) / s / 1e9;
+      rows.push({ model: m.name, batch: bz, params: model.numParams(), 's/step': s.toFixed(3), 'examples/s': Math.round(bz / s), 'GFLOP/s': gflops.toFixed(2) });
+      tr.dispose();
+      model.dispose();
+    }
+  }
+  console.log(`\n## Training step time of the quick models (backend ${backend.name}, SGD+momentum, ${steps} timed steps after 1 warm-up)`);
+  console.table(rows);
+  return rows;
+}
+
+if (process.argv[1]?.endsWith('models.ts')) await benchModels();

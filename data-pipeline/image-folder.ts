@@ -1,0 +1,349 @@
+/**
+ * ImageNet-style image folders: `root/<class>/*.jpg|jpeg|png`, classes sorted by name give the label indices, with
+ * optional `train/` and `val/` sub-folders. Images are decoded with sharp on a piscina worker pool
+ * (image-worker.ts, run through tsx's loader so that no build step is needed), and `ImageFolderStream` keeps a
+ * queue of batches in flight so that the trainer waits only when the pool cannot keep up.
+ */
+import { readdir } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { createRequire } from 'node:module';
+import { extname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Piscina } from 'piscina';
+import seedrandom from 'seedrandom';
+import { cropParams, type CropMode, type CropParams } from './crop';
+import type { DecodeResult, DecodeTask } from './image-worker';
+import { isDirectory } from './locate';
+import { shardIndices, shuffleInPlace } from './stream';
+import { DataError, type Batch, type BatchStream, type Shard } from './types';
+
+export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png']);
+
+/** The images of one split: file paths and their labels, in class-then-name order. */
+export interface ImageList {
+  dir: string;
+  files: string[];
+  labels: Int32Array;
+}
+
+/** A whole folder: its class names (label = index) and its train and validation lists. */
+export interface ImageFolder {
+  root: string;
+  layout: 'train-val' | 'flat';
+  classes: string[];
+  train: ImageList;
+  val: ImageList;
+}
+
+const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+async function subdirs(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  return entries
+    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+    .map((e) => e.name)
+    .sort(byName);
+}
+
+async function imagesIn(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  return entries
+    .filter((e) => (e.isFile() || e.isSymbolicLink()) && IMAGE_EXTENSIONS.has(extname(e.name).toLowerCase()))
+    .map((e) => e.name)
+    .sort(byName);
+}
+
+/**
+ * Lists `dir/<class>/*` for every class folder in `dir`. With `classes` given (the training classes), every class
+ * folder must be one of them and keeps that label. An empty class folder or a folder without class folders is an
+ * error naming it.
+ */
+export async function scanClassFolders(dir: string, classes?: string[]): Promise<{ classes: string[]; list: ImageList }> {
+  if (!(await isDirectory(dir))) throw new DataError(dir, 'image folder does not exist');
+  const found = await subdirs(dir);
+  if (found.length === 0) throw new DataError(dir, 'no class folders (expected <root>/<class>/*.jpg)');
+  const names = classes ?? found;
+  const index = new Map(names.map((c, i) => [c, i]));
+  const files: string[] = [];
+  const labels: number[] = [];
+  for (const c of found) {
+    const label = index.get(c);
+    if (label === undefined) throw new DataError(join(dir, c), `class folder not among the ${names.length} training classes`);
+    const imgs = await imagesIn(join(dir, c));
+    if (imgs.length === 0) throw new DataError(join(dir, c), 'empty class folder (no .jpg, .jpeg or .png files)');
+    for (const f of imgs) {
+      files.push(join(dir, c, f));
+      labels.push(label);
+    }
+  }
+  return { classes: names, list: { dir, files, labels: Int32Array.from(labels) } };
+}
+
+/**
+ * Opens an image folder. With `root/train` (and optionally `root/val`) those are the splits; otherwise `root` holds
+ * the class folders and the last `floor(n * valFraction)` images (by name) of each class are held out for validation.
+ */
+export async function openImageFolder(root: string, opts: { valFraction?: number } = {}): Promise<ImageFolder> {
+  const dir = resolve(root);
+  if (!(await isDirectory(dir))) throw new DataError(dir, 'image folder does not exist');
+  if (await isDirectory(join(dir, 'train'))) {
+    const train = await scanClassFolders(join(dir, 'train'));
+    const valDir = join(dir, 'val');
+    const val = (await isDirectory(valDir))
+      ? (await scanClassFolders(valDir, train.classes)).list
+      : { dir: valDir, files: [], labels: new Int32Array(0) };
+    return { root: dir, layout: 'train-val', classes: train.classes, train: train.list, val };
+  }
+  const all = await scanClassFolders(dir);
+  const frac = opts.valFraction ?? 0.02;
+  const tr: ImageList = { dir, files: [], labels: new Int32Array(0) };
+  const va: ImageList = { dir, files: [], labels: new Int32Array(0) };
+  const trL: number[] = [];
+  const vaL: number[] = [];
+  for (let c = 0, i = 0; c < all.classes.length; c++) {
+    let j = i;
+    while (j < all.list.files.length && all.list.labels[j] === c) j++;
+    const nVal = Math.floor((j - i) * frac);
+    for (let k = i; k < j; k++) {
+      const toVal = k >= j - nVal;
+      (toVal ? va.files : tr.files).push(all.list.files[k]);
+      (toVal ? vaL : trL).push(c);
+    }
+    i = j;
+  }
+  tr.labels = Int32Array.from(trL);
+  va.labels = Int32Array.from(vaL);
+  return { root: dir, layout: 'flat', classes: all.classes, train: tr, val: va };
+}
+
+const WORKER_FILE = fileURLToPath(new URL('./image-worker.ts', import.meta.url));
+
+/** `--import <tsx loader>` as an absolute URL, so the workers load TypeScript whatever the current directory is. */
+function tsxImportArgs(): string[] {
+  const loader = createRequire(import.meta.url).resolve('tsx');
+  return ['--import', pathToFileURL(loader).href];
+}
+
+interface Waiting {
+  task: DecodeTask;
+  owner: object | undefined;
+  resolve: (r: DecodeResult) => void;
+  reject: (e: Error) => void;
+}
+
+/**
+ * A pool of sharp decode workers; share one between the train and test streams. At most two tasks per thread are
+ * handed to piscina at a time; the rest wait here, so that a stream can drop its queued work (`cancel`) and the pool
+ * can close without abandoning tasks inside the workers.
+ */
+export class ImageDecodePool {
+  readonly threads: number;
+  private readonly pool: Piscina<DecodeTask, DecodeResult>;
+  private readonly maxInFlight: number;
+  private inFlight = 0;
+  private waiting: Waiting[] = [];
+  private idle: Array<() => void> = [];
+  private closed = false;
+
+  constructor(opts: { threads?: number } = {}) {
+    this.threads = Math.max(1, opts.threads ?? Math.max(1, availableParallelism() - 1));
+    this.maxInFlight = 2 * this.threads;
+    this.pool = new Piscina<DecodeTask, DecodeResult>({
+      filename: WORKER_FILE,
+      execArgv: tsxImportArgs(),
+      minThreads: this.threads,
+      maxThreads: this.threads,
+      idleTimeout: 60_000,
+    });
+    // Task failures reject their own promises; a pool-level error must not crash the process.
+    this.pool.on('error', () => {});
+  }
+
+  /** Decodes one file; a failure is a DataError naming the file. `owner` lets `cancel` drop it while queued. */
+  decode(file: string, seed: string, params: CropParams, owner?: object): Promise<DecodeResult> {
+    if (this.closed) return Promise.reject(new Error('decode pool is closed'));
+    return new Promise<DecodeResult>((resolve, reject) => {
+      this.waiting.push({ task: { file, seed, params }, owner, resolve, reject });
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    while (this.inFlight < this.maxInFlight && this.waiting.length > 0) {
+      const w = this.waiting.shift()!;
+      this.inFlight++;
+      this.pool.run(w.task).then(
+        (r) => w.resolve(r),
+        (e: Error) => w.reject(new DataError(w.task.file, `cannot decode image: ${e.message}`)),
+      ).finally(() => {
+        this.inFlight--;
+        this.pump();
+        if (this.inFlight === 0) for (const f of this.idle.splice(0)) f();
+      });
+    }
+  }
+
+  /** Drops the queued (not yet started) tasks of `owner`, or all of them; their promises reject. */
+  cancel(owner?: object): void {
+    const keep: Waiting[] = [];
+    for (const w of this.waiting) {
+      if (owner === undefined || w.owner === owner) w.reject(new Error('cancelled'));
+      else keep.push(w);
+    }
+    this.waiting = keep;
+  }
+
+  /** Cancels queued tasks, waits for the running ones, and stops the workers. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.cancel();
+    if (this.inFlight > 0) await new Promise<void>((r) => this.idle.push(r));
+    await this.pool.destroy();
+  }
+}
+
+export interface ImageFolderStreamOptions {
+  numClasses: number;
+  mode: CropMode;
+  imageSize?: number;
+  resizeTo?: number;
+  scale?: [number, number];
+  ratio?: [number, number];
+  flip?: boolean;
+  mean?: [number, number, number];
+  /** seed of the epoch shuffles and of every image's crop (default 0) */
+  seed?: number | string;
+  shard?: Shard;
+  /** shuffle each epoch (default true); false gives in-order passes with a short last batch (evaluation) */
+  shuffle?: boolean;
+  /** batches kept in flight ahead of the trainer (default 2) */
+  prefetch?: number;
+  /** a shared pool; without one the stream creates its own and closes it with the stream */
+  pool?: ImageDecodePool;
+  threads?: number;
+}
+
+interface Pending {
+  index: number;
+  label: number;
+  result: Promise<DecodeResult>;
+}
+
+/**
+ * A BatchStream over an image list. Image `i` of epoch `e` is cropped with the seed `<seed>:<e>:<i>`, so a run is
+ * repeatable whatever the pool size. `waitSeconds` is the total time `next()` spent waiting for decodes.
+ */
+export class ImageFolderStream implements BatchStream {
+  readonly height: number;
+  readonly width: number;
+  readonly channels = 3;
+  readonly numClasses: number;
+  readonly epochSize: number;
+  readonly params: CropParams;
+  /** seconds `next()` spent waiting for the pool */
+  waitSeconds = 0;
+  imagesDelivered = 0;
+  private readonly members: Int32Array;
+  private readonly seed: string;
+  private readonly shuffle: boolean;
+  private readonly prefetch: number;
+  private readonly pool: ImageDecodePool;
+  private readonly ownsPool: boolean;
+  private order: Int32Array = new Int32Array(0);
+  private epoch = 0;
+  private pos = 0;
+  private queue: Pending[] = [];
+  private lastBatchSize = 0;
+  private closed = false;
+
+  constructor(
+    private readonly list: ImageList,
+    opts: ImageFolderStreamOptions,
+  ) {
+    this.params = cropParams(opts);
+    this.height = this.width = this.params.imageSize;
+    this.numClasses = opts.numClasses;
+    this.members = shardIndices(list.files.length, opts.shard);
+    this.epochSize = this.members.length;
+    this.seed = String(opts.seed ?? 0);
+    this.shuffle = opts.shuffle ?? true;
+    this.prefetch = Math.max(0, opts.prefetch ?? 2);
+    this.ownsPool = !opts.pool;
+    this.pool = opts.pool ?? new ImageDecodePool({ threads: opts.threads });
+  }
+
+  /** The next example in stream order as a decode task; null at the end of an unshuffled pass. */
+  private submitNext(): Pending | null {
+    if (this.epoch === 0 || this.pos === this.order.length) {
+      if (!this.shuffle && this.epoch > 0 && this.pos === this.order.length) return null;
+      this.order = this.shuffle ? shuffleInPlace(this.members.slice(), seedrandom(`${this.seed}:epoch:${this.epoch}`)) : this.members;
+      this.epoch++;
+      this.pos = 0;
+    }
+    const index = this.order[this.pos++];
+    const result = this.pool.decode(this.list.files[index], `${this.seed}:${this.epoch - 1}:${index}`, this.params, this);
+    result.catch(() => {}); // observed when the batch is assembled; avoids unhandled rejections while queued
+    return { index, label: this.list.labels[index], result };
+  }
+
+  /** Tops the queue up to `prefetch + 1` batches of the last batch size. */
+  private fill(): void {
+    const target = (this.prefetch + 1) * this.lastBatchSize;
+    while (this.queue.length < target) {
+      const p = this.submitNext();
+      if (!p) break;
+      this.queue.push(p);
+    }
+  }
+
+  async next(batchSize: number): Promise<Batch> {
+    if (this.closed) throw new Error('stream is closed');
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`bad batch size ${batchSize}`);
+    if (this.epochSize === 0) throw new DataError(this.list.dir, 'no images in this split');
+    this.lastBatchSize = batchSize;
+    // An unshuffled pass ends with a short batch; the next call starts the following pass.
+    if (!this.shuffle && this.queue.length === 0 && this.epoch > 0 && this.pos === this.order.length) this.pos = 0;
+    while (this.queue.length < batchSize) {
+      const p = this.submitNext();
+      if (!p) break;
+      this.queue.push(p);
+    }
+    const take = this.queue.splice(0, Math.min(batchSize, this.queue.length));
+    if (!this.shuffle && this.queue.length === 0 && this.pos === this.order.length) {
+      // end of pass: leave the queue empty so the next call restarts cleanly
+    } else {
+      this.fill();
+    }
+    const S = this.params.imageSize;
+    const d = S * S * 3;
+    const images = new Float32Array(take.length * d);
+    const labels = new Int32Array(take.length);
+    const t0 = performance.now();
+    for (let k = 0; k < take.length; k++) {
+      const r = await take[k].result;
+      images.set(r.pixels, k * d);
+      labels[k] = take[k].label;
+    }
+    this.waitSeconds += (performance.now() - t0) / 1000;
+    this.imagesDelivered += take.length;
+    return { images, labels, shape: [take.length, S, S, 3] };
+  }
+
+  /** Drops the queued work and starts again from the first example of epoch 0 (e.g. before an evaluation pass). */
+  rewind(): void {
+    this.pool.cancel(this);
+    this.queue = [];
+    this.epoch = 0;
+    this.pos = 0;
+    this.order = new Int32Array(0);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.pool.cancel(this);
+    this.queue = [];
+    if (this.ownsPool) await this.pool.close();
+  }
+}

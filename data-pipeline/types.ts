@@ -1,0 +1,86 @@
+/**
+ * The data contract between the pipeline and the trainer.
+ *
+ * Images are NHWC float32, already normalised (pixel/255 - per-channel mean) so that a trainer can hand them to
+ * tf.tensor4d without another pass. Labels are class indices in [0, numClasses).
+ */
+export interface Batch {
+  /** N*H*W*C values, NHWC. */
+  images: Float32Array;
+  labels: Int32Array;
+  /** N, H, W, C */
+  shape: [number, number, number, number];
+}
+
+/** One split held in memory (IDX and CIFAR-10 fit easily). */
+export interface Split {
+  images: Float32Array;
+  labels: Int32Array;
+  count: number;
+}
+
+/** Where the data came from: recorded in every run's JSON sidecar. */
+export interface DataSource {
+  /** e.g. 'fashion-mnist', 'mnist', 'cifar10', 'imagenet-folder' */
+  dataset: string;
+  /** how it was found: 'flag' | 'env' | 'debian' | 'cache' | 'download' | 'embedded' | 'folder' */
+  origin: string;
+  /** directory or files it was read from */
+  path: string;
+  /** sha256 of the files that were read, keyed by file name (where cheap to compute) */
+  checksums?: Record<string, string>;
+  trainCount: number;
+  testCount: number;
+  /** per-channel mean subtracted after dividing by 255 (added by the pipeline; optional for compatibility) */
+  mean?: number[];
+  /** set when only part of the training split is used, e.g. 'first 12000 training examples' */
+  subset?: string;
+}
+
+export interface InMemoryDataset {
+  name: string;
+  height: number;
+  width: number;
+  channels: number;
+  numClasses: number;
+  train: Split;
+  test: Split;
+  source: DataSource;
+  /** per-channel mean (of pixel/255 over the train split) that was subtracted; added by the pipeline */
+  mean?: number[];
+}
+
+/** How a data directory was found, in lookup order. */
+export type DataOrigin = 'flag' | 'env' | 'debian' | 'cache' | 'download' | 'embedded';
+
+/** A disjoint slice of a dataset: example i belongs to shard `i % count === index`. */
+export interface Shard {
+  index: number;
+  count: number;
+}
+
+/**
+ * A stream of batches: what the trainer consumes. In-memory datasets and the ImageNet folder loader both provide
+ * one, so an experiment does not care where images come from.
+ */
+export interface BatchStream {
+  readonly height: number;
+  readonly width: number;
+  readonly channels: number;
+  readonly numClasses: number;
+  /** examples in one epoch of this stream */
+  readonly epochSize: number;
+  next(batchSize: number): Promise<Batch>;
+  close(): Promise<void>;
+}
+
+/** Every data error names the file and the problem; CLIs print `message` and exit non-zero. */
+export class DataError extends Error {
+  constructor(
+    readonly file: string,
+    problem: string,
+  ) {
+    super(`${file}: ${problem}`);
+    this.name = 'DataError';
+  }
+}

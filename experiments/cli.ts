@@ -1,0 +1,63 @@
+/**
+ * npm run exp:<name> -- [--profile quick|paper] [--backend B] [--data-dir D] [--download] [--set key=value ...]
+ *                       [--only run1,run2] [--results DIR] [--no-report]
+ *
+ * Runs every run of one paper figure, writes results/<name>/<run>.csv + .json, then regenerates the report.
+ */
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { addCommonOptions } from './cli-options';
+import { generateReports } from '../reports/cli';
+import { installStopHandlers } from '../src/train/stop';
+import { type CommonOptions, prepare, readTuned, trainRuns } from './common';
+import { loadExperiments } from './registry';
+import { exitWithError } from './errors';
+
+async function main(argv: string[]) {
+  const program = new Command('exp').description('dkfac experiments: one per figure of Ba, Grosse & Martens (2017)');
+  program.exitOverride();
+  program
+    .command('list')
+    .description('list the experiments')
+    .action(async () => {
+      for (const e of (await loadExperiments()).values()) console.log(`${e.name.padEnd(8)} ${e.title}`);
+    });
+  addCommonOptions(
+    program
+      .command('run <experiment>')
+      .description('run one experiment')
+      .option('--only <runs>', 'comma-separated run ids to train (default all)')
+      .option('--no-report', 'skip regenerating the report'),
+  ).action(async (name: string, o: CommonOptions & { only?: string; report: boolean }) => {
+    installStopHandlers();
+    const p = await prepare(name, o);
+    const tuned = readTuned(p.root, p.experiment, p.profileName);
+    console.log(
+      tuned
+        ? `SGD+BN baselines: tuned settings from ${join(p.root, 'grid', name, 'best.json')}`
+        : 'SGD+BN baselines: profile defaults (run `npm run grid` to tune them)',
+    );
+    let runs = p.experiment.runs(p.profile, tuned);
+    if (o.only) {
+      const want = new Set(o.only.split(','));
+      const unknown = [...want].filter((r) => !runs.some((x) => x.run === r));
+      if (unknown.length) throw new Error(`unknown run(s) ${unknown.join(', ')} (known: ${runs.map((r) => r.run).join(', ')})`);
+      runs = runs.filter((r) => want.has(r.run));
+    }
+    const dir = join(p.root, name);
+    const summaries = await trainRuns(p, runs, dir, { tunedFrom: tuned ? tuned.summaryCsv : null });
+    console.log(`\nresults: ${dir}/ (${summaries.map((s) => `${s.run}.csv`).join(', ')})`);
+    if (o.report) {
+      const r = await generateReports({ resultsRoot: p.root, only: [p.experiment.figure], log: () => {} });
+      for (const f of r.figures) {
+        if ('files' in f && f.files) console.log(`report: ${f.files.svg}, ${f.files.png}`);
+      }
+      console.log(`report index: ${r.indexPath}`);
+    }
+    if (summaries.some((s) => s.status === 'failed')) process.exitCode = 1;
+    if (summaries.some((s) => s.status === 'stopped')) process.exitCode = 130;
+  });
+  await program.parseAsync(argv, { from: 'user' });
+}
+
+main(process.argv.slice(2)).catch(exitWithError);

@@ -1,0 +1,133 @@
+/**
+ * What every experiment command shares: resolve the profile with command-line overrides (validated), initialise
+ * the backend, open the data, read the tuned baselines, and run configured runs through the one training loop.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type BackendInfo, type BackendName, initBackend } from '../src/backend';
+import { ConfigError, DataConfig, parseConfig, RunConfig, type RunConfigInput } from '../src/train/config';
+import { type RunSummary, runTraining, type TrainData } from '../src/train/trainer';
+import { openTrainData } from './data';
+import { type Experiment, loadExperiments, type TunedSettings } from './registry';
+
+export const REPO_ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+
+export interface CommonOptions {
+  profile: string;
+  backend?: BackendName;
+  dataDir?: string;
+  download?: boolean;
+  set?: string[];
+  results?: string;
+}
+
+export async function getExperiment(name: string): Promise<Experiment> {
+  const all = await loadExperiments();
+  const e = all.get(name);
+  if (!e) throw new ConfigError(`unknown experiment '${name}' (known: ${[...all.keys()].join(', ')})`);
+  return e;
+}
+
+/** Parses `key.path=value` (value as JSON when it parses, else a string) into a nested object update. */
+export function applyOverrides(base: unknown, sets: string[] = []): unknown {
+  const out = structuredClone(base) as Record<string, unknown>;
+  for (const s of sets) {
+    const eq = s.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`override '${s}' is not key=value`);
+    const path = s.slice(0, eq).split('.');
+    const raw = s.slice(eq + 1);
+    let value: unknown;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      value = raw;
+    }
+    let node = out;
+    for (const k of path.slice(0, -1)) {
+      if (node[k] === undefined) node[k] = {};
+      if (typeof node[k] !== 'object' || node[k] === null) throw new ConfigError(`override '${s}': ${k} is not an object`);
+      node = node[k] as Record<string, unknown>;
+    }
+    node[path[path.length - 1]] = value;
+  }
+  return out;
+}
+
+export function resolveProfile(e: Experiment, profileName: string, sets?: string[]) {
+  if (profileName !== 'quick' && profileName !== 'paper') {
+    throw new ConfigError(`unknown profile '${profileName}' (quick or paper)`);
+  }
+  const base = e.profiles[profileName];
+  return parseConfig(e.schema, applyOverrides(base, sets), `${e.name} profile '${profileName}'`);
+}
+
+export function resultsRoot(opts: Pick<CommonOptions, 'results'>): string {
+  return resolve(opts.results ?? process.env.DKFAC_RESULTS ?? join(REPO_ROOT, 'results'));
+}
+
+/** The grid's choice of baseline settings for this experiment and profile, if the grid has been run. */
+export function readTuned(root: string, e: Experiment, profile: string): TunedSettings | null {
+  const p = join(root, 'grid', e.name, 'best.json');
+  if (!existsSync(p)) return null;
+  const t = JSON.parse(readFileSync(p, 'utf8')) as TunedSettings;
+  return t.profile === profile ? t : null;
+}
+
+export interface Prepared {
+  experiment: Experiment;
+  profileName: string;
+  profile: unknown;
+  backend: BackendInfo;
+  data: TrainData;
+  root: string;
+}
+
+export async function prepare(name: string, opts: CommonOptions): Promise<Prepared> {
+  const experiment = await getExperiment(name);
+  const profile = resolveProfile(experiment, opts.profile, opts.set);
+  const dataCfg = parseConfig(
+    DataConfig,
+    {
+      ...experiment.data(profile),
+      ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
+      ...(opts.download ? { download: true } : {}),
+    },
+    'data configuration',
+  );
+  const backend = await initBackend(opts.backend ?? 'auto');
+  console.log(`backend: ${backend.name} (${backend.detail})`);
+  const data = await openTrainData(dataCfg);
+  const s = data.source;
+  console.log(`data: ${s.dataset} from ${s.origin} (${s.path}), ${data.epochSize} training / ${data.testCount} test examples${s.subset ? ` (${s.subset})` : ''}`);
+  return { experiment, profileName: opts.profile, profile, backend, data, root: resultsRoot(opts) };
+}
+
+/** Validates every run first (a bad setting stops the experiment before any training), then trains them in order. */
+export async function trainRuns(
+  p: Prepared,
+  runs: RunConfigInput[],
+  resultsDir: string,
+  notes?: Record<string, unknown>,
+): Promise<RunSummary[]> {
+  const cfgs = runs.map((r) => parseConfig(RunConfig, r, `run '${r.run}'`));
+  const out: RunSummary[] = [];
+  for (const cfg of cfgs) {
+    const s = await runTraining(cfg, {
+      experiment: p.experiment.name,
+      profile: p.profileName,
+      resultsDir,
+      backend: p.backend,
+      data: p.data,
+      notes,
+    });
+    out.push(s);
+    console.log(
+      `${cfg.label}: ${s.status}, ${s.steps} steps, ${s.secondsPerStep.toFixed(3)} s/step, final train loss ${s.finalTrainLoss.toFixed(4)}` +
+        (s.finalTestError !== undefined ? `, test error ${(100 * s.finalTestError).toFixed(1)} %` : '') +
+        `\n  csv: ${s.csvPath}`,
+    );
+    if (s.status === 'stopped') break;
+  }
+  return out;
+}

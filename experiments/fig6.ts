@@ -1,0 +1,101 @@
+/**
+ * Figure 6: mini-batch scaling on GoogLeNet. SGD+BN and K-FAC at batch sizes B, 4B, 8B (the paper's 256, 1024, 2048),
+ * plotted against training examples consumed: training cross-entropy and training error. The claim: K-FAC's
+ * per-example progress stays nearly constant as the batch grows, while SGD+BN loses data efficiency beyond B.
+ *
+ * quick: GoogLeNet scaled in width and depth on 28×28 Fashion-MNIST (a fixed 12,000-example training set, so results do
+ * not depend on which copy of the data was found), B = 32. paper: full GoogLeNet on an ImageNet folder at 224×224.
+ */
+import { z } from 'zod';
+import { DataConfig } from '../src/train/config';
+import { GoogLeNetConfig } from '../src/nn/zoo';
+import { DecaySchedule } from '../src/train/update';
+import { defineExperiment, type TunedSettings } from './registry';
+
+const Profile = z.strictObject({
+  data: DataConfig,
+  model: GoogLeNetConfig,
+  /** B, 4B, 8B */
+  batchSizes: z.array(z.number().int().positive()).min(1).max(8),
+  /** training budget, examples consumed, the same for every run */
+  examples: z.number().int().positive(),
+  sgd: z.strictObject({
+    /** initial learning rate per batch size (used where the grid has not tuned one) */
+    lr: z.record(z.string().regex(/^\d+$/), z.number().positive()),
+    /** batch-norm chunk (rbz) per batch size; default: standard BN's 32 */
+    rbz: z.number().int().positive().default(32),
+    momentum: z.number().min(0).lt(1).default(0.9),
+    decay: DecaySchedule.default({ rate: 0.96, every: 'half-epoch' }),
+  }),
+  methods: z.array(z.enum(['sgd+bn'])).min(1).default(['sgd+bn']),
+  evals: z.number().int().min(0).default(8),
+  logEvery: z.number().int().positive().default(5),
+  evalExamples: z.number().int().positive().optional(),
+  seed: z.number().int().min(0).default(1),
+});
+type Profile = z.infer<typeof Profile>;
+
+function lrFor(p: Profile, bz: number, tuned: TunedSettings | null): { lr: number; rbz: number; tuned: boolean } {
+  const t = tuned?.best[String(bz)];
+  if (t) return { lr: t.lr, rbz: t.rbz ?? p.sgd.rbz, tuned: true };
+  const lr = p.sgd.lr[String(bz)];
+  if (lr === undefined) throw new Error(`fig6: no learning rate for batch size ${bz} (set sgd.lr.${bz} or run the grid)`);
+  return { lr, rbz: p.sgd.rbz, tuned: false };
+}
+
+function sgdRun(p: Profile, bz: number, lr: number, rbz: number) {
+  const chunk = Math.min(rbz, bz);
+  return {
+    label: `SGD+BN bz${bz} rbz${chunk}`,
+    run: `sgd-bn-bz${bz}`,
+    method: 'sgd+bn',
+    batchSize: bz,
+    examples: p.examples,
+    bnChunk: chunk,
+    model: { ...p.model, bn: true },
+    optimizer: { kind: 'sgd' as const, lr, momentum: p.sgd.momentum, decay: p.sgd.decay },
+    evals: p.evals,
+    logEvery: p.logEvery,
+    evalExamples: p.evalExamples,
+    seed: p.seed,
+  };
+}
+
+export const fig6 = defineExperiment({
+  name: 'fig6',
+  title: 'Figure 6: mini-batch scaling (GoogLeNet), training loss and error against examples consumed',
+  figure: 'fig6',
+  schema: Profile,
+  profiles: {
+    quick: {
+      data: { name: 'fashion-mnist', trainSubset: 12000 },
+      model: { arch: 'googlenet', bn: true, width: 0.25, stem: 'small', stages: [2, 2, 0] },
+      batchSizes: [32, 128, 256],
+      examples: 36000,
+      sgd: { lr: { '32': 0.05, '128': 0.1, '256': 0.2 }, rbz: 32 },
+      evalExamples: 2000,
+    },
+    paper: {
+      data: { name: 'imagenet-folder', imageSize: 224, resizeTo: 256 },
+      model: { arch: 'googlenet', bn: true, width: 1, stem: 'imagenet', stages: [2, 5, 2] },
+      batchSizes: [256, 1024, 2048],
+      examples: 50_000_000,
+      sgd: { lr: { '256': 0.1, '1024': 0.2, '2048': 0.3 }, rbz: 32 },
+      evals: 50,
+      logEvery: 20,
+      evalExamples: 10000,
+    },
+  },
+  data: (p) => p.data,
+  runs(p, tuned) {
+    return p.batchSizes.flatMap((bz) => {
+      const out = [];
+      if (p.methods.includes('sgd+bn')) {
+        const s = lrFor(p, bz, tuned);
+        out.push(sgdRun(p, bz, s.lr, s.rbz));
+      }
+      return out;
+    });
+  },
+  baseline: (p, pt) => sgdRun(p, pt.batchSize, pt.lr, pt.rbz ?? p.sgd.rbz),
+});

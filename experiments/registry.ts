@@ -1,0 +1,42 @@
+/**
+ * The experiments: one per paper figure. An experiment is plain data (a zod schema for its profile and the two
+ * profiles) plus a function from a validated profile to the list of runs it trains.
+ */
+import type { z } from 'zod';
+import type { DataConfig, RunConfigInput } from '../src/train/config';
+
+/** Baseline settings chosen by the tuning grid, by batch size (results/grid/<experiment>/best.json). */
+export interface TunedSettings {
+  experiment: string;
+  profile: string;
+  /** metric minimised to pick the best setting */
+  metric: string;
+  best: Record<string, { lr: number; rbz?: number; value: number; run: string }>;
+  summaryCsv: string;
+}
+
+export interface Experiment<S extends z.ZodType = z.ZodType> {
+  name: string;
+  title: string;
+  /** the figure in reports/figures this experiment's results feed */
+  figure: string;
+  schema: S;
+  profiles: { quick: z.input<S>; paper: z.input<S> };
+  data(p: z.infer<S>): z.input<typeof DataConfig>;
+  /** every run of the figure (the grid uses `baseline` to tune the SGD+BN runs) */
+  runs(p: z.infer<S>, tuned: TunedSettings | null): RunConfigInput[];
+  /** the SGD+BN run for one grid point */
+  baseline?(p: z.infer<S>, point: { batchSize: number; lr: number; rbz?: number }): RunConfigInput;
+}
+
+const registry = new Map<string, Experiment>();
+
+export function defineExperiment<S extends z.ZodType>(e: Experiment<S>): Experiment<S> {
+  registry.set(e.name, e as unknown as Experiment);
+  return e;
+}
+
+export async function loadExperiments(): Promise<Map<string, Experiment>> {
+  await import('./fig6');
+  return registry;
+}

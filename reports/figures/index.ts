@@ -1,0 +1,15 @@
+/**
+ * The registry of reproduced figures, in paper order. A new figure adds its FigureSpec here and the CLI, the index
+ * page and the claims table pick it up.
+ */
+import type { FigureSpec } from '../types';
+import { fig6 } from './fig6';
+
+export const FIGURES: FigureSpec[] = [fig6];
+
+/** Looks a figure up by id; an unknown id is an error listing the known ones. */
+export function figureById(id: string): FigureSpec {
+  const spec = FIGURES.find((f) => f.id === id);
+  if (!spec) throw new Error(`unknown figure '${id}' (known: ${FIGURES.map((f) => f.id).join(', ')})`);
+  return spec;
+}

@@ -1,0 +1,194 @@
+/**
+ * Backend selection for dkfac.
+ *
+ * Everybody imports `* as tf from '@tensorflow/tfjs'` (or `{ tf }` from here:
+ * the same module instance). The backend packages register into that instance:
+ * there is one `@tensorflow/tfjs-core` in the install, and tfjs keeps its engine
+ * and kernel/gradient registries on the global object anyway; `initBackend`
+ * checks that the backend it loaded is visible to this instance.
+ *
+ * - 'tfjs-node-gpu' / 'tfjs-node': TensorFlow C library (optional dependencies;
+ *   they cannot install without internet access, so they are loaded dynamically).
+ * - 'webgpu': Dawn (`webgpu` package) + @tensorflow/tfjs-backend-webgpu; see webgpu.ts.
+ * - 'wasm': XNNPACK with SIMD, plus the training-kernel fixes of wasm-fixes.ts.
+ * - 'cpu': plain JS, correct but far too slow to train; only on explicit request.
+ * - 'auto': tfjs-node-gpu, then tfjs-node, then wasm.
+ *
+ * The default request comes from the environment variable DKFAC_BACKEND when
+ * `initBackend` gets no explicit (non-'auto') argument.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { registerWasmTrainingFixes } from './wasm-fixes';
+import { importOptional, registerWebGpu, releaseWebGpu } from './webgpu';
+
+export { tf };
+export { registerWasmTrainingFixes } from './wasm-fixes';
+
+/** The `@tensorflow/tfjs` namespace every module of the project must use. */
+export function tfjs(): typeof tf {
+  return tf;
+}
+
+export type BackendName = 'auto' | 'tfjs-node-gpu' | 'tfjs-node' | 'webgpu' | 'wasm' | 'cpu';
+
+export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tfjs-node-gpu', 'tfjs-node', 'webgpu', 'wasm', 'cpu'];
+
+export interface BackendInfo {
+  /** The tfjs backend actually active ('tensorflow', 'webgpu', 'wasm', 'cpu'). */
+  name: string;
+  /** What was asked for, after applying DKFAC_BACKEND. */
+  requested: BackendName;
+  /** Package versions, e.g. '@tensorflow/tfjs-backend-wasm 4.22.0, tfjs-core 4.22.0'. */
+  version: string;
+  /** Human-readable details, e.g. 'wasm simd, 6 training-kernel fixes (...)'. */
+  detail: string;
+}
+
+/** The order 'auto' tries. cpu is never chosen automatically: it cannot train. */
+const AUTO_ORDER: readonly Exclude<BackendName, 'auto'>[] = ['tfjs-node-gpu', 'tfjs-node', 'wasm'];
+
+let current: BackendInfo | undefined;
+
+/** The BackendInfo of the last successful `initBackend`, if any. */
+export function currentBackend(): BackendInfo | undefined {
+  return current;
+}
+
+/** Resolve the request: explicit argument > DKFAC_BACKEND > 'auto'. */
+export function resolveBackendRequest(req: BackendName = 'auto', env = process.env): BackendName {
+  if (req !== 'auto') return req;
+  const fromEnv = env.DKFAC_BACKEND?.trim();
+  if (!fromEnv) return 'auto';
+  if (!(BACKEND_NAMES as readonly string[]).includes(fromEnv)) {
+    throw new Error(`DKFAC_BACKEND=${fromEnv} is not a backend; use one of ${BACKEND_NAMES.join(', ')}`);
+  }
+  return fromEnv as BackendName;
+}
+
+/**
+ * Select and initialise a backend. Idempotent: asking again for the active
+ * backend returns at once; asking for another one switches to it.
+ */
+export async function initBackend(req: BackendName = 'auto'): Promise<BackendInfo> {
+  const requested = resolveBackendRequest(req);
+  if (current && current.requested === requested && tf.getBackend() === current.name) return current;
+  if (requested !== 'auto') {
+    current = { ...(await activate(requested)), requested };
+    return current;
+  }
+  const reasons: string[] = [];
+  for (const name of AUTO_ORDER) {
+    try {
+      current = { ...(await activate(name)), requested };
+      return current;
+    } catch (e) {
+      reasons.push((e as Error).message);
+    }
+  }
+  throw new Error(`no usable backend for 'auto':\n  ${reasons.join('\n  ')}`);
+}
+
+type Activated = Omit<BackendInfo, 'requested'>;
+
+/** Make `tfName` the active tfjs backend, failing with a message naming `label`. */
+async function select(label: string, tfName: string): Promise<void> {
+  if (!tf.findBackendFactory(tfName)) {
+    throw new Error(
+      `backend ${label} requested but its tfjs backend '${tfName}' is not registered with this @tensorflow/tfjs ` +
+        `instance (a second copy of @tensorflow/tfjs-core in node_modules?)`,
+    );
+  }
+  let ok = false;
+  try {
+    ok = await tf.setBackend(tfName);
+  } catch (e) {
+    throw new Error(`backend ${label} requested but initialising '${tfName}' failed: ${(e as Error).message}`);
+  }
+  if (!ok || tf.getBackend() !== tfName) {
+    throw new Error(`backend ${label} requested but tfjs could not initialise '${tfName}'`);
+  }
+  await tf.ready();
+}
+
+const coreVersion = () => `tfjs-core ${tf.version_core}`;
+
+async function activate(name: Exclude<BackendName, 'auto'>): Promise<Activated> {
+  switch (name) {
+    case 'tfjs-node-gpu':
+    case 'tfjs-node':
+      return activateNode(name);
+    case 'webgpu':
+      return activateWebGpu();
+    case 'wasm':
+      return activateWasm();
+    case 'cpu':
+      await select('cpu', 'cpu');
+      return {
+        name: 'cpu',
+        version: `@tensorflow/tfjs-backend-cpu ${tf.version_cpu ?? tf.version_core}, ${coreVersion()}`,
+        detail: 'plain JavaScript: correct but far too slow to train (reference and tests only)',
+      };
+  }
+}
+
+async function activateNode(name: 'tfjs-node' | 'tfjs-node-gpu'): Promise<Activated> {
+  const pkg = `@tensorflow/${name}`;
+  let mod: any;
+  try {
+    mod = await importOptional(pkg);
+  } catch (e) {
+    throw new Error(`backend ${name} requested but ${pkg} failed to load: ${(e as Error).message}`);
+  }
+  if (!mod) {
+    throw new Error(
+      `backend ${name} requested but ${pkg} is not installed ` +
+        `(npm i ${pkg} needs internet to download libtensorflow)`,
+    );
+  }
+  await select(name, 'tensorflow');
+  const be = tf.backend() as { isUsingGpuDevice?: boolean };
+  const gpu = be.isUsingGpuDevice;
+  const version = mod.version?.['tfjs-node'] ?? mod.version_node ?? '?';
+  return {
+    name: tf.getBackend(),
+    version: `${pkg} ${version}, ${coreVersion()}`,
+    detail:
+      `TensorFlow C library` +
+      (gpu === undefined ? '' : gpu ? ' on a CUDA GPU' : ' on the CPU (no usable CUDA GPU found)'),
+  };
+}
+
+async function activateWebGpu(): Promise<Activated> {
+  const route = await registerWebGpu();
+  try {
+    await select('webgpu', 'webgpu');
+  } catch (e) {
+    releaseWebGpu();
+    throw e;
+  }
+  const wg = await importOptional('@tensorflow/tfjs-backend-webgpu');
+  return {
+    name: 'webgpu',
+    version: `@tensorflow/tfjs-backend-webgpu ${wg?.version_webgpu ?? '?'}, ${coreVersion()}`,
+    detail: `${route.kind}: ${route.adapter}`,
+  };
+}
+
+async function activateWasm(): Promise<Activated> {
+  // Static dependency: wasm-fixes.ts imports @tensorflow/tfjs-backend-wasm, which registers 'wasm'.
+  const fixes = registerWasmTrainingFixes();
+  await select('wasm', 'wasm');
+  const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
+  const threads = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
+  const wasm = await import('@tensorflow/tfjs-backend-wasm');
+  return {
+    name: 'wasm',
+    version: `@tensorflow/tfjs-backend-wasm ${wasm.version_wasm}, ${coreVersion()}`,
+    detail: `wasm ${simd ? 'simd' : 'no simd'}${threads ? ', threads' : ''}, ${fixes}`,
+  };
+}
+
+/** Let the process exit after using the webgpu backend (Dawn otherwise keeps it alive). */
+export function releaseBackend(): void {
+  releaseWebGpu();
+}

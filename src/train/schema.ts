@@ -1,0 +1,44 @@
+/**
+ * One CSV schema for every run of every experiment (results/<experiment>/<run>.csv), and the JSON sidecar beside it
+ * (results/<experiment>/<run>.json). Reports read only these two files.
+ *
+ * Empty cells mean "not measured at this row" (test metrics are evaluated every `evalEvery` steps; the KL threshold
+ * exists only for K-FAC; staleness only where inverses are used).
+ */
+export const CSV_COLUMNS = [
+  'step', // updates applied so far
+  'examples', // training examples consumed so far (step * batch size)
+  'wall_seconds', // real wall-clock seconds since the run started, evaluation time excluded
+  'sim_seconds', // simulated cluster clock (distributed runtime); equals wall_seconds for single-process runs
+  'train_loss', // running mean of the training cross-entropy over the rows' interval (with the model in train mode)
+  'train_error', // running mean of the training error over the same interval
+  'test_loss', // cross-entropy on the test split, evaluated at the Polyak-averaged parameters
+  'test_error',
+  'learning_rate', // the step size actually used at this step (K-FAC: the KL-clipped eta)
+  'kl_threshold', // K-FAC's c_k, empty for SGD
+  'inverse_staleness', // steps since the inverses in use were computed, empty for SGD
+] as const;
+
+export type CsvColumn = (typeof CSV_COLUMNS)[number];
+export type CsvRow = Partial<Record<CsvColumn, number>> & { step: number; examples: number };
+
+export interface RunSidecar {
+  experiment: string;
+  run: string;
+  /** legend label as in the paper, e.g. 'SGD+BN bz256 rbz32' */
+  label: string;
+  method: 'sgd' | 'sgd+bn' | 'kfac' | 'kfac+bn' | string;
+  batchSize: number;
+  profile: string;
+  config: unknown;
+  git: { commit: string; dirty: boolean };
+  backend: { name: string; version: string; detail?: string };
+  data: import('../../data-pipeline/types').DataSource;
+  machine: { cpus: number; cpuModel: string; memoryGiB: number; node: string; platform: string };
+  startedAt: string;
+  finishedAt?: string;
+  status: 'running' | 'finished' | 'stopped' | 'failed';
+  error?: string;
+  /** summary numbers computed at the end of the run */
+  summary?: Record<string, number>;
+}

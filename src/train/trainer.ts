@@ -1,0 +1,355 @@
+/**
+ * The training loop: readable top to bottom. One step = gradient of the mean cross-entropy on a batch →
+ * preconditioner (identity for SGD) → step size (schedule or KL rule) → momentum update → Polyak average.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Batch, BatchStream, DataSource, Shard, Split } from '../../data-pipeline/types';
+import type { BackendInfo } from '../backend';
+import type { Model } from '../nn/model';
+import { crossEntropy, errorCount } from '../nn/model';
+import { buildModel } from '../nn/zoo';
+import type { RunConfig } from './config';
+import { progressBar } from './progress';
+import { stopRequested } from './stop';
+import { gitInfo, machineInfo } from './provenance';
+import { RunWriter } from './results';
+import type { CsvRow, RunSidecar } from './schema';
+import {
+  decayInterval,
+  type Grads,
+  identityPreconditioner,
+  MomentumUpdater,
+  PolyakAverage,
+  type Preconditioner,
+  type StepInfo,
+  type StepSize,
+  stepSize,
+} from './update';
+
+/** What the trainer needs from the data pipeline. */
+export interface TrainData {
+  height: number;
+  width: number;
+  channels: number;
+  numClasses: number;
+  /** training examples in one epoch (after any subset) */
+  epochSize: number;
+  /** a shuffled training stream; `shard` gives a disjoint part (e.g. the stats worker's own data) */
+  train(seed: number, shard?: Shard): BatchStream;
+  /** one in-order pass over the test set */
+  testBatches(batchSize: number): AsyncIterable<Batch>;
+  testCount: number;
+  source: DataSource;
+  close(): Promise<void>;
+}
+
+/** Test data held in memory, as an evaluation source (tests, small splits). */
+export async function* splitBatches(split: Split, batchSize: number, dims: [number, number, number]): AsyncGenerator<Batch> {
+  const per = dims[0] * dims[1] * dims[2];
+  for (let i = 0; i < split.count; i += batchSize) {
+    const m = Math.min(batchSize, split.count - i);
+    yield { images: split.images.subarray(i * per, (i + m) * per), labels: split.labels.subarray(i, i + m), shape: [m, ...dims] };
+  }
+}
+
+/**
+ * How an optimizer plugs into the loop. SGD is `{ preconditioner: identity, stepSize: lr schedule }`; K-FAC supplies
+ * its own preconditioner (which also sees each batch to update its curvature statistics) and the KL rule.
+ */
+export interface OptimizerParts {
+  preconditioner: Preconditioner;
+  stepSize: StepSize;
+  momentum: number;
+  weightDecay: number;
+  /** called before each step with the batch (K-FAC: statistics, inverse refresh) */
+  observe?(model: Model, x: tf.Tensor4D, step: number): void;
+  /** extra per-row CSV fields, e.g. inverse staleness */
+  rowFields?(): Partial<CsvRow>;
+  dispose?(): void;
+}
+
+export type OptimizerFactory = (cfg: RunConfig, model: Model, data: { epochSize: number }) => OptimizerParts;
+
+const factories = new Map<string, OptimizerFactory>();
+
+/** Optimizers register a factory for their config kind (sgd here, kfac in src/kfac). */
+export function registerOptimizer(kind: string, f: OptimizerFactory): void {
+  factories.set(kind, f);
+}
+
+registerOptimizer('sgd', (cfg, _model, data) => {
+  const o = cfg.optimizer;
+  if (o.kind !== 'sgd') throw new Error('unreachable');
+  return {
+    preconditioner: identityPreconditioner,
+    stepSize: { kind: 'lr', lr: o.lr, decay: o.decay, interval: decayInterval(o.decay, data.epochSize, cfg.batchSize) },
+    momentum: o.momentum,
+    weightDecay: o.weightDecay,
+  };
+});
+
+export function makeOptimizer(cfg: RunConfig, model: Model, data: { epochSize: number }): OptimizerParts {
+  const f = factories.get(cfg.optimizer.kind);
+  if (!f) throw new Error(`no optimizer registered for kind '${cfg.optimizer.kind}'`);
+  return f(cfg, model, data);
+}
+
+export interface StepResult {
+  loss: number;
+  errors: number;
+  info: StepInfo;
+}
+
+export class TrainingDivergedError extends Error {}
+
+/** One model, its optimizer state and Polyak average; `step` is the whole update. */
+export class Trainer {
+  readonly momentum: MomentumUpdater;
+  readonly polyak: PolyakAverage;
+  step = 0;
+
+  constructor(
+    readonly model: Model,
+    readonly opt: OptimizerParts,
+    readonly cfg: Pick<RunConfig, 'bnChunk' | 'batchSize'>,
+    polyakDecay: number,
+  ) {
+    this.momentum = new MomentumUpdater(opt.momentum);
+    this.polyak = new PolyakAverage(polyakDecay);
+  }
+
+  /** Gradient of the mean cross-entropy (training mode, BN chunks of bnChunk) w.r.t. every trainable parameter. */
+  gradients(x: tf.Tensor4D, y: tf.Tensor1D) {
+    const named = [...this.model.params];
+    const vars = named.map(([, v]) => v);
+    let err: tf.Scalar | null = null;
+    let bn = new Map<string, { mean: tf.Tensor1D; variance: tf.Tensor1D }>();
+    const { value, grads } = tf.variableGrads(() => {
+      const r = this.model.forward(x, { training: true, bnChunk: this.cfg.bnChunk });
+      err = tf.keep(errorCount(r.logits, y));
+      for (const s of r.bnStats.values()) {
+        tf.keep(s.mean);
+        tf.keep(s.variance);
+      }
+      bn = r.bnStats;
+      return crossEntropy(r.logits, y);
+    }, vars);
+    const g: Grads = new Map();
+    for (const [name, v] of named) g.set(name, grads[v.name]);
+    return { loss: value, errors: err! as tf.Scalar, grads: g, bnStats: bn };
+  }
+
+  trainStep(batch: Batch): StepResult {
+    const x = tf.tensor4d(batch.images, batch.shape);
+    const y = tf.tensor1d(batch.labels, 'int32');
+    try {
+      this.opt.observe?.(this.model, x, this.step);
+      const { loss, errors, grads, bnStats } = this.gradients(x, y);
+      const lossV = loss.dataSync()[0];
+      const errV = errors.dataSync()[0];
+      loss.dispose();
+      errors.dispose();
+      if (!Number.isFinite(lossV)) {
+        tf.dispose([...grads.values()]);
+        for (const s of bnStats.values()) tf.dispose([s.mean, s.variance]);
+        throw new TrainingDivergedError(`training diverged at step ${this.step}: loss is ${lossV}`);
+      }
+      const pre = this.opt.preconditioner.precondition(grads, this.step);
+      const info = stepSize(this.opt.stepSize, this.step, pre.vDotG);
+      this.momentum.apply(this.model.params, pre.v, info.eta, this.opt.weightDecay);
+      if (pre.v !== grads) tf.dispose([...pre.v.values()]);
+      tf.dispose([...grads.values()]);
+      this.model.updateBnState(bnStats);
+      for (const s of bnStats.values()) tf.dispose([s.mean, s.variance]);
+      this.polyak.update(this.averagedTensors());
+      this.step++;
+      return { loss: lossV, errors: errV, info };
+    } finally {
+      x.dispose();
+      y.dispose();
+    }
+  }
+
+  /** Parameters and BN running statistics: what Polyak averaging covers. */
+  private averagedTensors(): Map<string, tf.Tensor> {
+    const m = new Map<string, tf.Tensor>(this.model.params);
+    for (const [k, v] of this.model.store.state) m.set(k, v);
+    return m;
+  }
+
+  /** Test loss and error at the Polyak-averaged parameters, over at most `limit` examples of `batches`. */
+  async evaluate(batches: AsyncIterable<Batch>, limit = Infinity): Promise<{ loss: number; error: number }> {
+    const avg = this.polyak.steps > 0 ? this.polyak.debiased() : null;
+    const override = new Map<string, tf.Tensor>();
+    const overrideState = new Map<string, tf.Tensor>();
+    if (avg) {
+      for (const [k, t] of avg) (this.model.store.state.has(k) ? overrideState : override).set(k, t);
+    }
+    let lossSum = 0;
+    let errSum = 0;
+    let n = 0;
+    try {
+      for await (const b of batches) {
+        const m = Math.min(b.shape[0], limit - n);
+        if (m <= 0) break;
+        const per = b.shape[1] * b.shape[2] * b.shape[3];
+        const [l, e] = tf.tidy(() => {
+          const x = tf.tensor4d(b.images.subarray(0, m * per), [m, b.shape[1], b.shape[2], b.shape[3]]);
+          const y = tf.tensor1d(b.labels.subarray(0, m), 'int32');
+          const { logits } = this.model.forward(x, { training: false, override, overrideState });
+          return [tf.mul(crossEntropy(logits, y), m), errorCount(logits, y)];
+        });
+        lossSum += l.dataSync()[0];
+        errSum += e.dataSync()[0];
+        tf.dispose([l, e]);
+        n += m;
+        if (n >= limit) break;
+      }
+    } finally {
+      if (avg) tf.dispose([...avg.values()]);
+    }
+    return { loss: lossSum / n, error: errSum / n };
+  }
+
+  dispose(): void {
+    this.momentum.dispose();
+    this.polyak.dispose();
+    this.opt.dispose?.();
+  }
+}
+
+export interface RunContext {
+  experiment: string;
+  profile: string;
+  resultsDir: string;
+  backend: BackendInfo;
+  data: TrainData;
+  /** extra fields for the sidecar (e.g. where tuned settings came from) */
+  notes?: Record<string, unknown>;
+}
+
+export interface RunSummary {
+  run: string;
+  csvPath: string;
+  sidecarPath: string;
+  status: RunSidecar['status'];
+  steps: number;
+  finalTrainLoss: number;
+  finalTestLoss?: number;
+  finalTestError?: number;
+  wallSeconds: number;
+  secondsPerStep: number;
+}
+
+/** Trains one configured run to its example budget, writing its CSV and sidecar. */
+export async function runTraining(cfg: RunConfig, ctx: RunContext): Promise<RunSummary> {
+  const { data } = ctx;
+  const model = buildModel(cfg.model, [data.height, data.width, data.channels], data.numClasses, cfg.seed);
+  const opt = makeOptimizer(cfg, model, data);
+  const stepsPerEpoch = Math.max(1, Math.round(data.epochSize / cfg.batchSize));
+  const polyakDecay = cfg.polyak === 'epoch' ? Math.exp(-1 / stepsPerEpoch) : cfg.polyak;
+  const trainer = new Trainer(model, opt, cfg, polyakDecay);
+  const totalSteps = Math.ceil(cfg.examples / cfg.batchSize);
+  const evalAt = new Set<number>();
+  for (let i = 1; i <= cfg.evals; i++) evalAt.add(Math.round((i * totalSteps) / cfg.evals));
+  evalAt.add(totalSteps);
+
+  const writer = new RunWriter(ctx.resultsDir, {
+    experiment: ctx.experiment,
+    run: cfg.run,
+    label: cfg.label,
+    method: cfg.method,
+    batchSize: cfg.batchSize,
+    profile: ctx.profile,
+    config: { ...cfg, polyakDecay, numParams: model.numParams(), ...(ctx.notes ? { notes: ctx.notes } : {}) },
+    git: gitInfo(),
+    backend: { name: ctx.backend.name, version: ctx.backend.version, detail: ctx.backend.detail },
+    data: data.source,
+    machine: machineInfo(),
+    startedAt: new Date().toISOString(),
+    status: 'running',
+  });
+
+  const stream = data.train(cfg.seed);
+  const bar = progressBar(cfg.label, totalSteps);
+  let wall = 0;
+  let lossAcc = 0;
+  let errAcc = 0;
+  let nAcc = 0;
+  let lastTrainLoss = NaN;
+  let lastTest: { loss: number; error: number } | undefined;
+  let status: RunSidecar['status'] = 'finished';
+  let error: string | undefined;
+  try {
+    for (let k = 1; k <= totalSteps; k++) {
+      const batch = await stream.next(cfg.batchSize);
+      const t0 = performance.now();
+      const r = trainer.trainStep(batch);
+      wall += (performance.now() - t0) / 1000;
+      lossAcc += r.loss * batch.labels.length;
+      errAcc += r.errors;
+      nAcc += batch.labels.length;
+      const isEval = evalAt.has(k);
+      if (k % cfg.logEvery === 0 || isEval) {
+        lastTrainLoss = lossAcc / nAcc;
+        const row: CsvRow = {
+          step: k,
+          examples: k * cfg.batchSize,
+          wall_seconds: wall,
+          sim_seconds: wall,
+          train_loss: lastTrainLoss,
+          train_error: errAcc / nAcc,
+          learning_rate: r.info.eta,
+          kl_threshold: r.info.klThreshold,
+          ...opt.rowFields?.(),
+        };
+        if (isEval) {
+          lastTest = await trainer.evaluate(data.testBatches(500), cfg.evalExamples);
+          row.test_loss = lastTest.loss;
+          row.test_error = lastTest.error;
+        }
+        writer.append(row);
+        lossAcc = errAcc = nAcc = 0;
+      }
+      bar.update(k, { loss: lastTrainLoss.toFixed(3), 's/step': (wall / k).toFixed(3) });
+      if (stopRequested()) {
+        status = 'stopped';
+        error = `stopped by ${stopRequested()} after step ${k}`;
+        break;
+      }
+    }
+  } catch (e) {
+    status = 'failed';
+    error = (e as Error).message;
+  } finally {
+    bar.stop();
+    await stream.close();
+    trainer.dispose();
+    model.dispose();
+  }
+  writer.update({
+    status,
+    error,
+    finishedAt: new Date().toISOString(),
+    summary: {
+      steps: trainer.step,
+      wallSeconds: wall,
+      secondsPerStep: wall / Math.max(1, trainer.step),
+      finalTrainLoss: lastTrainLoss,
+      ...(lastTest ? { finalTestLoss: lastTest.loss, finalTestError: lastTest.error } : {}),
+    },
+  });
+  if (status === 'failed') console.error(`run ${cfg.run} failed: ${error}`);
+  return {
+    run: cfg.run,
+    csvPath: writer.csvPath,
+    sidecarPath: writer.sidecarPath,
+    status,
+    steps: trainer.step,
+    finalTrainLoss: lastTrainLoss,
+    finalTestLoss: lastTest?.loss,
+    finalTestError: lastTest?.error,
+    wallSeconds: wall,
+    secondsPerStep: wall / Math.max(1, trainer.step),
+  };
+}

@@ -1,0 +1,121 @@
+/**
+ * The layer functions against independent computations: batch norm over chunks (the paper's rbz) against a
+ * hand-written normalisation, and the K-FAC probes (d loss / d probe = Ds) against the analytic softmax derivative
+ * and central finite differences.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../src/backend';
+import { Model, crossEntropy } from '../src/nn/model';
+import { buildModel } from '../src/nn/zoo';
+import { chunkSizes } from '../src/nn/layers';
+
+beforeAll(async () => {
+  await initBackend('wasm');
+});
+
+function rand(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2 ** 32 - 0.5;
+  }
+  return out;
+}
+
+describe('batch norm with chunks (rbz)', () => {
+  it('normalises each chunk with its own statistics', () => {
+    const N = 6;
+    const C = 3;
+    const data = rand(N * C, 7);
+    const m = new Model('bn', (L, x) => L.batchNorm('bn', x.reshape([x.shape[0], C]) as tf.Tensor2D), [1, 1, C], C);
+    // scale 1, shift 0 at initialisation → output = x̂
+    const y = tf.tidy(() => m.forward(tf.tensor4d(data, [N, 1, 1, C]), { training: true, bnChunk: 4 }).logits.arraySync());
+    const sizes = chunkSizes(N, 4);
+    expect(sizes).toEqual([4, 2]);
+    let start = 0;
+    for (const sz of sizes) {
+      for (let c = 0; c < C; c++) {
+        let mean = 0;
+        for (let i = start; i < start + sz; i++) mean += data[i * C + c] / sz;
+        let v = 0;
+        for (let i = start; i < start + sz; i++) v += (data[i * C + c] - mean) ** 2 / sz;
+        for (let i = start; i < start + sz; i++) {
+          expect(y[i][c]).toBeCloseTo((data[i * C + c] - mean) / Math.sqrt(v + 1e-3), 4);
+        }
+      }
+      start += sz;
+    }
+    m.dispose();
+  });
+});
+
+describe('K-FAC capture: probes give the pre-activation derivatives', () => {
+  it('the output layer probe gradient equals (softmax − onehot)/N', () => {
+    const model = buildModel({ arch: 'cifarnet', bn: false }, [12, 12, 1], 10, 3);
+    const N = 4;
+    const x = tf.tensor4d(rand(N * 144, 11), [N, 12, 12, 1]);
+    const labels = tf.tensor1d([1, 5, 9, 0], 'int32');
+    const shapes = model.preactShapes(N);
+    const names = [...shapes.keys()];
+    const probes = names.map((n) => tf.zeros(shapes.get(n)!));
+    const grads = tf.grads((...ps: tf.Tensor[]) => {
+      const r = model.forwardWithCapture(x, new Map(names.map((n, i) => [n, ps[i]])), { training: false });
+      return crossEntropy(r.logits, labels);
+    })(probes);
+    const logits = tf.tidy(() => model.forward(x, { training: false }).logits);
+    const p = tf.softmax(logits).arraySync() as number[][];
+    const gFc = grads[names.indexOf('fc')].arraySync() as number[][];
+    const lab = [1, 5, 9, 0];
+    for (let n = 0; n < N; n++)
+      for (let k = 0; k < 10; k++) expect(gFc[n][k]).toBeCloseTo((p[n][k] - (k === lab[n] ? 1 : 0)) / N, 5);
+    tf.dispose([x, labels, logits, ...probes, ...grads]);
+    model.dispose();
+  });
+
+  it('a conv layer probe gradient matches central finite differences of the loss', () => {
+    const model = buildModel({ arch: 'cifarnet', bn: true }, [8, 8, 1], 10, 5);
+    const N = 2;
+    const x = tf.tensor4d(rand(N * 64, 3), [N, 8, 8, 1]);
+    const labels = tf.tensor1d([2, 7], 'int32');
+    const shapes = model.preactShapes(N);
+    const names = [...shapes.keys()];
+    const target = names.indexOf('conv2');
+    const loss = (ps: tf.Tensor[]) =>
+      crossEntropy(model.forwardWithCapture(x, new Map(names.map((n, i) => [n, ps[i]])), { training: true }).logits, labels);
+    const probes = names.map((n) => tf.zeros(shapes.get(n)!));
+    const g = tf.grads((...ps: tf.Tensor[]) => loss(ps))(probes);
+    const analytic = g[target].dataSync();
+    const size = analytic.length;
+    const h = 1e-2;
+    for (const idx of [0, 17, Math.floor(size / 2), size - 1]) {
+      const fd = tf.tidy(() => {
+        const e = tf.buffer(shapes.get('conv2')!);
+        e.values[idx] = h;
+        const plus = probes.map((p, i) => (i === target ? tf.add(p, e.toTensor()) : p));
+        const minus = probes.map((p, i) => (i === target ? tf.sub(p, e.toTensor()) : p));
+        return (loss(plus).dataSync()[0] - loss(minus).dataSync()[0]) / (2 * h);
+      });
+      expect(Math.abs(fd - analytic[idx])).toBeLessThan(2e-3 * Math.max(1, Math.abs(analytic[idx])) + 5e-4);
+    }
+    tf.dispose([x, labels, ...probes, ...g]);
+    model.dispose();
+  });
+
+  it('records the inputs and pre-activations of every weight layer', () => {
+    const model = buildModel({ arch: 'googlenet', bn: true, width: 0.1, stem: 'small', stages: [1, 0, 0] }, [8, 8, 1], 10, 1);
+    const kinds = new Set(model.layers.map((l) => l.kind));
+    expect(kinds).toEqual(new Set(['conv2d', 'batchnorm', 'dense']));
+    tf.tidy(() => {
+      const r = model.forwardWithCapture(tf.zeros([3, 8, 8, 1]) as tf.Tensor4D, new Map(), { training: true });
+      for (const l of model.layers) {
+        expect(r.capture.inputs.has(l.name)).toBe(true);
+        const s = r.capture.preacts.get(l.name)!;
+        expect(s.shape).toEqual(model.preactShapes(3).get(l.name));
+        if (l.kind === 'conv2d') expect(r.capture.inputs.get(l.name)!.shape).toEqual([3, ...l.inSize, l.inChannels]);
+      }
+    });
+    model.dispose();
+  });
+});

@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    pool: 'forks',
+    testTimeout: 300_000,
+    hookTimeout: 300_000,
+    // Two vCPUs: more than two forks only makes every test slower.
+    maxWorkers: 2,
+  },
+});
