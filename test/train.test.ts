@@ -142,13 +142,15 @@ describe('trainer', () => {
     expect(s.steps).toBe(50);
     const lines = readFileSync(s.csvPath, 'utf8').trim().split('\n');
     expect(lines[0]).toBe(CSV_COLUMNS.join(','));
-    expect(lines.length).toBe(1 + 5);
+    // a row every 10 steps, plus the evaluation rows at steps 25 and 50 (evals: 2)
+    expect(lines.length).toBe(1 + 6);
     const rows = lines.slice(1).map((l) => l.split(','));
     const col = (name: string) => CSV_COLUMNS.indexOf(name as never);
-    expect(rows.map((r) => Number(r[col('examples')]))).toEqual([320, 640, 960, 1280, 1600]);
+    expect(rows.map((r) => Number(r[col('examples')]))).toEqual([320, 640, 800, 960, 1280, 1600]);
+    expect(rows.map((r) => r[col('test_error')] !== '')).toEqual([false, false, true, false, false, true]);
     // learning from real data: the last interval's training loss is well below ln(10)
-    expect(Number(rows[4][col('train_loss')])).toBeLessThan(1.6);
-    expect(Number(rows[4][col('test_error')])).toBeLessThan(0.6);
+    expect(Number(rows[5][col('train_loss')])).toBeLessThan(1.6);
+    expect(Number(rows[5][col('test_error')])).toBeLessThan(0.6);
     const side = JSON.parse(readFileSync(s.sidecarPath, 'utf8'));
     expect(side.status).toBe('finished');
     expect(side.backend.name).toBe('wasm');

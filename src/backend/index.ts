@@ -17,6 +17,7 @@
  * The default request comes from the environment variable DKFAC_BACKEND when
  * `initBackend` gets no explicit (non-'auto') argument.
  */
+import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { registerWasmTrainingFixes } from './wasm-fixes';
 import { importOptional, registerWebGpu, releaseWebGpu } from './webgpu';
@@ -112,6 +113,15 @@ async function select(label: string, tfName: string): Promise<void> {
 
 const coreVersion = () => `tfjs-core ${tf.version_core}`;
 
+/** The installed version of a package, from its package.json ('?' if unreadable). */
+function packageVersion(pkg: string): string {
+  try {
+    return (createRequire(import.meta.url)(`${pkg}/package.json`) as { version: string }).version;
+  } catch {
+    return '?';
+  }
+}
+
 async function activate(name: Exclude<BackendName, 'auto'>): Promise<Activated> {
   switch (name) {
     case 'tfjs-node-gpu':
@@ -148,7 +158,7 @@ async function activateNode(name: 'tfjs-node' | 'tfjs-node-gpu'): Promise<Activa
   await select(name, 'tensorflow');
   const be = tf.backend() as { isUsingGpuDevice?: boolean };
   const gpu = be.isUsingGpuDevice;
-  const version = mod.version?.['tfjs-node'] ?? mod.version_node ?? '?';
+  const version = packageVersion(pkg);
   return {
     name: tf.getBackend(),
     version: `${pkg} ${version}, ${coreVersion()}`,
@@ -166,10 +176,9 @@ async function activateWebGpu(): Promise<Activated> {
     releaseWebGpu();
     throw e;
   }
-  const wg = await importOptional('@tensorflow/tfjs-backend-webgpu');
   return {
     name: 'webgpu',
-    version: `@tensorflow/tfjs-backend-webgpu ${wg?.version_webgpu ?? '?'}, ${coreVersion()}`,
+    version: `@tensorflow/tfjs-backend-webgpu ${packageVersion('@tensorflow/tfjs-backend-webgpu')}, ${coreVersion()}`,
     detail: `${route.kind}: ${route.adapter}`,
   };
 }

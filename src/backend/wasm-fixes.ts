@@ -14,19 +14,24 @@
  *    gradient in tfjs at all).
  * 2. `BatchMatMul` and `_FusedMatMul`: transposed and batched products are
  *    rewritten into XNNPACK-eligible ones (wasm-matmul.ts).
- * 3. `MaxPoolGrad` (replaced): a direct loop over the wasm heap, exact first-max
- *    semantics of the cpu kernel, any window/stride (wasm-pool.ts).
- * 4. `UnsortedSegmentSum` (new): needed by the gradient of `tf.gather`.
+ * 3. `MaxPoolGrad` and `AvgPoolGrad` (replaced): loops over the wasm heap, any
+ *    window/stride/padding, with the cpu kernel's exact semantics (wasm-loops.ts).
+ * 4. `Sum` and `Mean` (wrapped): reductions over leading/middle axes (bias
+ *    gradients, batch-norm moments) as loops instead of transpose + reduce.
+ * 5. `UnsortedSegmentSum` (new): needed by the gradient of `tf.gather`.
+ * 6. `Identity` and same-dtype `Cast`: share the data (as the cpu backend does)
+ *    instead of copying it; the engine clones every tensor it saves for the
+ *    backward pass, so on wasm each training step copied all its activations.
  *
  * Importing `@tensorflow/tfjs` (not tfjs-core alone) registers the gradients these
  * kernels serve.
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import { findKernel, replaceKernel } from './kernel-util';
+import { findKernel, type RefCountingBackend, replaceKernel } from './kernel-util';
 import { conv2dBackpropFilterKernel, conv2dBackpropInputKernel } from './wasm-conv';
 import { wrapBatchMatMul, wrapFusedMatMul } from './wasm-matmul';
-import { maxPoolGradKernel, unsortedSegmentSumKernel } from './wasm-pool';
+import { avgPoolGradKernel, maxPoolGradKernel, unsortedSegmentSumKernel, wrapReduction } from './wasm-loops';
 
 const BACKEND = 'wasm';
 
@@ -37,7 +42,12 @@ export const WASM_FIXED_KERNELS = [
   'BatchMatMul',
   '_FusedMatMul',
   'MaxPoolGrad',
+  'AvgPoolGrad',
+  'Sum',
+  'Mean',
   'UnsortedSegmentSum',
+  'Identity',
+  'Cast',
 ] as const;
 
 /** The wasm kernel configs as they were before the fixes (kept for the wrappers and for tests). */
@@ -45,22 +55,29 @@ export const originalWasmKernels = new Map<string, tf.KernelConfig>();
 
 let registered = false;
 
+/** A kernel returning its input `x` as its output: one more reference to the same data, no copy. */
+const shareKernel: tf.KernelFunc = ({ inputs, backend }) => {
+  const x = inputs.x as tf.TensorInfo;
+  (backend as RefCountingBackend).incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+};
+
 /** Whether the fixes are registered. */
 export function wasmTrainingFixesRegistered(): boolean {
   return registered;
 }
 
 /** Register a kernel for wasm, remembering the one it replaces. */
-function install(kernelName: string, kernelFunc: tf.KernelFunc, keepSetupFrom?: tf.KernelConfig): void {
+function install(kernelName: string, kernelFunc: tf.KernelFunc): void {
   const previous = findKernel(kernelName, BACKEND);
   if (previous) originalWasmKernels.set(kernelName, previous);
   replaceKernel({
     kernelName,
     backendName: BACKEND,
     kernelFunc,
-    // The wrapped originals bind their wasm exports in setupFunc.
-    setupFunc: keepSetupFrom?.setupFunc,
-    disposeFunc: keepSetupFrom?.disposeFunc,
+    // The originals bind their wasm exports in setupFunc: keep it so that they stay callable.
+    setupFunc: previous?.setupFunc,
+    disposeFunc: previous?.disposeFunc,
   });
 }
 
@@ -70,17 +87,31 @@ function install(kernelName: string, kernelFunc: tf.KernelFunc, keepSetupFrom?: 
  */
 export function registerWasmTrainingFixes(): string {
   if (!registered) {
-    const batchMatMul = findKernel('BatchMatMul', BACKEND);
-    const fusedMatMul = findKernel('_FusedMatMul', BACKEND);
-    if (!batchMatMul || !fusedMatMul) {
-      throw new Error('wasm training fixes: the wasm BatchMatMul/_FusedMatMul kernels are not registered');
-    }
+    const original = (name: string) => {
+      const k = findKernel(name, BACKEND);
+      if (!k) throw new Error(`wasm training fixes: the wasm kernel ${name} is not registered`);
+      return k.kernelFunc;
+    };
+    const batchMatMul = original('BatchMatMul');
+    const fusedMatMul = original('_FusedMatMul');
+    const sum = original('Sum');
+    const mean = original('Mean');
     install('Conv2DBackpropFilter', conv2dBackpropFilterKernel);
     install('Conv2DBackpropInput', conv2dBackpropInputKernel);
-    install('BatchMatMul', wrapBatchMatMul(batchMatMul.kernelFunc), batchMatMul);
-    install('_FusedMatMul', wrapFusedMatMul(fusedMatMul.kernelFunc), fusedMatMul);
+    install('BatchMatMul', wrapBatchMatMul(batchMatMul));
+    install('_FusedMatMul', wrapFusedMatMul(fusedMatMul));
     install('MaxPoolGrad', maxPoolGradKernel);
+    install('AvgPoolGrad', avgPoolGradKernel);
+    install('Sum', wrapReduction(sum, 'sum'));
+    install('Mean', wrapReduction(mean, 'mean'));
     install('UnsortedSegmentSum', unsortedSegmentSumKernel);
+    install('Identity', shareKernel);
+    const cast = original('Cast');
+    install('Cast', (args) =>
+      (args.attrs as { dtype?: string }).dtype === (args.inputs.x as tf.TensorInfo).dtype
+        ? shareKernel(args)
+        : cast(args),
+    );
     registered = true;
   }
   return `${WASM_FIXED_KERNELS.length} training-kernel fixes (${WASM_FIXED_KERNELS.join(', ')})`;

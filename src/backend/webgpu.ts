@@ -49,6 +49,28 @@ function describe(adapter: any, backendHint: string): string {
   return `${parts.join(' ') || 'unknown adapter'} (${backendHint})`;
 }
 
+/**
+ * tfjs-backend-webgpu reads GPU data synchronously (dataSync/arraySync) through
+ * an OffscreenCanvas, which Node lacks; turn that ReferenceError into a clear one.
+ */
+function nodeBackendClass(Base: any): any {
+  return class NodeWebGPUBackend extends Base {
+    readSync(dataId: object) {
+      try {
+        return super.readSync(dataId);
+      } catch (e) {
+        if (e instanceof ReferenceError && /OffscreenCanvas/.test(e.message)) {
+          throw new Error(
+            'webgpu backend in Node: synchronous reads (dataSync/arraySync/bufferSync) need OffscreenCanvas; ' +
+              'use the async tensor.data()/array() instead',
+          );
+        }
+        throw e;
+      }
+    }
+  };
+}
+
 let route: WebGpuRoute | undefined;
 let dawnGpu: any;
 
@@ -118,8 +140,8 @@ export async function registerWebGpu(): Promise<WebGpuRoute> {
     /* a read-only navigator (newer Node) is fine: the backend gets its device directly */
   }
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
-  const WebGPUBackend = tfWebGpu.WebGPUBackend;
-  tf.registerBackend('webgpu', () => new WebGPUBackend(device, adapter.info), 0);
+  const NodeWebGPUBackend = nodeBackendClass(tfWebGpu.WebGPUBackend);
+  tf.registerBackend('webgpu', () => new NodeWebGPUBackend(device, adapter.info), 0);
   route = { kind, adapter: describe(adapter, hint) };
   return route;
 }

@@ -273,7 +273,18 @@ export class Layers {
     const runMean = this.stateVar(`${name}/mean`, () => tf.zeros([C]));
     const runVar = this.stateVar(`${name}/variance`, () => tf.ones([C]));
     let xhat: tf.Tensor;
-    if (this.opts.training) {
+    if (this.opts.training && (this.opts.bnChunk ?? x.shape[0]) < x.shape[0] && x.shape[0] % this.opts.bnChunk! === 0) {
+      // Equal chunks: one reshape to [chunks, chunk, ...] and one moments call (far fewer kernels than a split).
+      const N = x.shape[0];
+      const chunk = this.opts.bnChunk!;
+      const xr = x.reshape([N / chunk, chunk, ...x.shape.slice(1)]);
+      const { mean, variance } = tf.moments(xr, axes.map((a) => a + 1), true);
+      xhat = tf.mul(tf.sub(xr, mean), tf.rsqrt(tf.add(variance, eps))).reshape(x.shape);
+      this.bnStats.set(name, {
+        mean: tf.mean(mean.reshape([N / chunk, C]), 0) as tf.Tensor1D,
+        variance: tf.mean(variance.reshape([N / chunk, C]), 0) as tf.Tensor1D,
+      });
+    } else if (this.opts.training) {
       const N = x.shape[0];
       const chunk = Math.min(this.opts.bnChunk ?? N, N);
       const parts = chunk >= N ? [x] : tf.split(x, chunkSizes(N, chunk), 0);
@@ -282,7 +293,7 @@ export class Layers {
       const vars: tf.Tensor[] = [];
       for (const p of parts) {
         const { mean, variance } = tf.moments(p, axes);
-        normed.push(tf.div(tf.sub(p, mean), tf.sqrt(tf.add(variance, eps))));
+        normed.push(tf.mul(tf.sub(p, mean), tf.rsqrt(tf.add(variance, eps))));
         means.push(mean);
         vars.push(variance);
       }
@@ -292,7 +303,7 @@ export class Layers {
         variance: (vars.length === 1 ? vars[0] : tf.mean(tf.stack(vars), 0)) as tf.Tensor1D,
       });
     } else {
-      xhat = tf.div(tf.sub(x, runMean), tf.sqrt(tf.add(runVar, eps)));
+      xhat = tf.mul(tf.sub(x, runMean), tf.rsqrt(tf.add(runVar, eps)));
     }
     const y = tf.add(tf.mul(xhat, gamma), beta);
     this.layers?.push({ kind: 'batchnorm', name, scale: `${name}/scale`, shift: `${name}/shift`, channels: C, spatial });

@@ -1,0 +1,225 @@
+/**
+ * The compute engine's own figures (run alone: `npx tsx bench/backend.ts`, or via bench/index.ts):
+ *
+ * 1. SGD step time of conv3x3x32-pool-conv3x3x64-pool-dense256-dense10 on 32×32×3 at batch 32 and 128, and the
+ *    effective GFLOP/s (forward FLOPs × 3 for forward + backward, divided by the step time);
+ * 2. where a batch-128 step spends its time: top-level kernels by self time (composite kernels such as
+ *    Conv2DBackpropFilter include the kernels they call);
+ * 3. matMul GFLOP/s at 1024² for every transpose combination, with the fixes and with the stock wasm kernel.
+ *
+ * This machine is shared and noisy (±15 % and more when other processes run): the load average is printed with the
+ * figures, steps are repeated and the median and minimum are reported.
+ */
+import { availableParallelism, loadavg } from 'node:os';
+import { pathToFileURL } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { type BackendInfo, initBackend } from '../src/backend';
+import { originalWasmKernels } from '../src/backend/wasm-fixes';
+
+export interface BackendBench {
+  backend: BackendInfo;
+  loadAverage: number[];
+  steps: { batch: number; medianS: number; minS: number; gflops: number }[];
+  topKernels: { kernel: string; calls: number; selfMs: number; share: number }[];
+  matmul: { variant: string; fixedGflops: number; stockGflops?: number }[];
+}
+
+/** The benchmark CNN: parameters and a loss function. */
+function makeCnn(batch: number) {
+  const he = (shape: number[], fanIn: number, seed: number) =>
+    tf.variable(tf.randomNormal(shape, 0, Math.sqrt(2 / fanIn), 'float32', seed));
+  const p = {
+    w1: he([3, 3, 3, 32], 27, 1),
+    b1: tf.variable(tf.zeros([32])),
+    w2: he([3, 3, 32, 64], 288, 2),
+    b2: tf.variable(tf.zeros([64])),
+    w3: he([4096, 256], 4096, 3),
+    b3: tf.variable(tf.zeros([256])),
+    w4: he([256, 10], 256, 4),
+    b4: tf.variable(tf.zeros([10])),
+  };
+  const x = tf.randomUniform([batch, 32, 32, 3], 0, 1, 'float32', 5) as tf.Tensor4D;
+  const y = tf.oneHot(tf.tensor1d(Int32Array.from({ length: batch }, (_, i) => i % 10), 'int32'), 10);
+  const loss = () =>
+    tf.tidy(() => {
+      let h = tf.relu(tf.add(tf.conv2d(x, p.w1 as tf.Tensor4D, 1, 'same'), p.b1)) as tf.Tensor4D;
+      h = tf.maxPool(h, 2, 2, 'valid');
+      h = tf.relu(tf.add(tf.conv2d(h, p.w2 as tf.Tensor4D, 1, 'same'), p.b2)) as tf.Tensor4D;
+      h = tf.maxPool(h, 2, 2, 'valid');
+      const f = tf.relu(tf.add(tf.matMul(h.reshape([batch, 4096]), p.w3 as tf.Tensor2D), p.b3));
+      return tf.losses.softmaxCrossEntropy(y, tf.add(tf.matMul(f, p.w4 as tf.Tensor2D), p.b4)) as tf.Scalar;
+    });
+  const opt = tf.train.sgd(0.01);
+  const step = () => {
+    const l = opt.minimize(loss, true)!;
+    l.dataSync();
+    l.dispose();
+  };
+  const forwardFlops = 2 * batch * (32 * 32 * 27 * 32 + 16 * 16 * 288 * 64 + 4096 * 256 + 256 * 10);
+  const dispose = () => {
+    tf.dispose([...Object.values(p), x, y]);
+    opt.dispose();
+  };
+  return { step, forwardFlops, dispose };
+}
+
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+
+/** Time `fn` after `warm` untimed calls; returns all timings in seconds. */
+function timeRuns(fn: () => void, warm: number, runs: number): number[] {
+  for (let i = 0; i < warm; i++) fn();
+  const ts: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    fn();
+    ts.push((performance.now() - t0) / 1000);
+  }
+  return ts;
+}
+
+/**
+ * Self time per kernel over `fn`, counting only kernels called at the top level
+ * (kernels called from inside composite kernels are part of their caller's time).
+ * Wraps every kernel of the active backend for the duration of the call.
+ */
+export function profileTopLevelKernels(fn: () => void): Map<string, { calls: number; ms: number }> {
+  const backendName = tf.getBackend();
+  const configs = tf.getKernelsForBackend(backendName);
+  const stats = new Map<string, { calls: number; ms: number }>();
+  let depth = 0;
+  for (const k of configs) {
+    tf.unregisterKernel(k.kernelName, backendName);
+    tf.registerKernel({
+      ...k,
+      kernelFunc: (args) => {
+        if (depth > 0) return k.kernelFunc(args);
+        depth++;
+        const t0 = performance.now();
+        try {
+          return k.kernelFunc(args);
+        } finally {
+          const s = stats.get(k.kernelName) ?? { calls: 0, ms: 0 };
+          s.calls++;
+          s.ms += performance.now() - t0;
+          stats.set(k.kernelName, s);
+          depth--;
+        }
+      },
+    });
+  }
+  try {
+    fn();
+  } finally {
+    for (const k of configs) {
+      tf.unregisterKernel(k.kernelName, backendName);
+      tf.registerKernel(k);
+    }
+  }
+  return stats;
+}
+
+/** GFLOP/s of a 1024² product, with the registered (fixed) kernel and with the stock wasm kernel. */
+function benchMatmul(n = 1024): BackendBench['matmul'] {
+  const a = tf.randomNormal([n, n], 0, 1, 'float32', 7);
+  const b = tf.randomNormal([n, n], 0, 1, 'float32', 8);
+  const flops = 2 * n ** 3;
+  const stock = originalWasmKernels.get('BatchMatMul')?.kernelFunc;
+  const rows: BackendBench['matmul'] = [];
+  for (const [ta, tb] of [
+    [false, false],
+    [true, false],
+    [false, true],
+    [true, true],
+  ] as const) {
+    const fixed = median(
+      timeRuns(
+        () => {
+          const c = tf.matMul(a, b, ta, tb);
+          c.dataSync();
+          c.dispose();
+        },
+        1,
+        5,
+      ),
+    );
+    let stockS: number | undefined;
+    if (stock && tf.getBackend() === 'wasm') {
+      const be = tf.backend() as unknown as { disposeData(id: object): void };
+      // The stock transposed products take seconds each: one run.
+      stockS = median(
+        timeRuns(
+          () => {
+            const out = stock({ inputs: { a, b }, backend: be, attrs: { transposeA: ta, transposeB: tb } }) as tf.TensorInfo;
+            be.disposeData(out.dataId);
+          },
+          ta || tb ? 0 : 1,
+          ta || tb ? 1 : 3,
+        ),
+      );
+    }
+    rows.push({
+      variant: `${ta ? 'Aᵀ' : 'A'}·${tb ? 'Bᵀ' : 'B'}`,
+      fixedGflops: flops / fixed / 1e9,
+      stockGflops: stockS === undefined ? undefined : flops / stockS / 1e9,
+    });
+  }
+  tf.dispose([a, b]);
+  return rows;
+}
+
+export async function benchBackend(): Promise<BackendBench> {
+  const backend = await initBackend();
+  const load = loadavg().map((v) => Math.round(v * 100) / 100);
+  console.log(`\n## Backend: ${backend.name} (${backend.detail}); ${backend.version}`);
+  console.log(`load average ${load.join(' ')} on ${availableParallelism()} CPUs (figures are unreliable when it exceeds the CPU count)`);
+
+  const steps: BackendBench['steps'] = [];
+  let topKernels: BackendBench['topKernels'] = [];
+  for (const [batch, runs] of [
+    [32, 12],
+    [128, 6],
+  ] as const) {
+    const cnn = makeCnn(batch);
+    const ts = timeRuns(cnn.step, 3, runs);
+    const med = median(ts);
+    steps.push({ batch, medianS: med, minS: Math.min(...ts), gflops: (3 * cnn.forwardFlops) / med / 1e9 });
+    if (batch === 128) {
+      const stats = profileTopLevelKernels(cnn.step);
+      const total = [...stats.values()].reduce((s, v) => s + v.ms, 0);
+      topKernels = [...stats]
+        .map(([kernel, v]) => ({ kernel, calls: v.calls, selfMs: v.ms, share: v.ms / total }))
+        .sort((x, y) => y.selfMs - x.selfMs)
+        .slice(0, 12);
+    }
+    cnn.dispose();
+  }
+  console.log('\n### SGD step, conv3x3x32-pool-conv3x3x64-pool-dense256-dense10 on 32×32×3 (compute-stack.md: 0.19 s at 32, 0.61–0.71 s at 128)');
+  console.table(
+    steps.map((s) => ({
+      batch: s.batch,
+      's/step (median)': s.medianS.toFixed(3),
+      's/step (min)': s.minS.toFixed(3),
+      'examples/s': Math.round(s.batch / s.medianS),
+      'effective GFLOP/s': s.gflops.toFixed(2),
+    })),
+  );
+  console.log('### Where a batch-128 step spends its time (top-level kernels, self time of one profiled step)');
+  console.table(
+    topKernels.map((k) => ({ kernel: k.kernel, calls: k.calls, ms: k.selfMs.toFixed(1), share: `${(100 * k.share).toFixed(1)} %` })),
+  );
+
+  const matmul = benchMatmul();
+  console.log('### matMul 1024×1024×1024 (GFLOP/s)');
+  console.table(
+    matmul.map((m) => ({
+      product: m.variant,
+      'with fixes': m.fixedGflops.toFixed(2),
+      'stock wasm kernel': m.stockGflops === undefined ? '-' : m.stockGflops.toFixed(2),
+    })),
+  );
+  return { backend, loadAverage: load, steps, topKernels, matmul };
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await benchBackend();
+}

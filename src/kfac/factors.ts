@@ -1,0 +1,366 @@
+/**
+ * Per-batch Kronecker-factor statistics, computed on the tfjs backend from what a forward pass captured (a layer's
+ * input activations) and the probe gradients (the back-propagated derivatives of the pre-activations), and read back
+ * once per layer as float64 row-major matrices.
+ *
+ * Every `ds` argument is the gradient of the batch-MEAN loss with respect to a layer's pre-activation probe, i.e.
+ * Ds/M for a batch of M examples; it is multiplied by M here before any G factor is formed [P §1.1; ACKTR
+ * "bpropFactor *= B"]. Layouts follow tfjs: dense kernels [in, out], conv kernels [kh, kw, Cin, Cout] flattened
+ * row-major to [kh·kw·Cin, Cout], the bias (homogeneous coordinate: a 1 appended as the LAST entry of ā) last.
+ *
+ *  - dense                 A = (1/M) Σ_n ā āᵀ,   G = (1/M) Σ_n g gᵀ                              [P eq 2]
+ *  - conv, KFC             A = E_{n,t}[ā_t ā_tᵀ], G = E_{n,t}[ds_t ds_tᵀ] over M·|T| rows; F̂ = |T|·A⊗G  [P eq 15, KFC]
+ *  - conv, cheap (App. A)  A = E_n[m_a m_aᵀ] (m_a = mean_t ā_t), G = E_n[σ σᵀ] (σ = Σ_t ds_t); F̂ = A⊗G  [P eqs 16–19]
+ *  - doubly factored       E[K Kᵀ], E[Ψ Ψᵀ], E[Ds Dsᵀ] with A_n ≈ K Ψᵀ its top singular pair       [P §4 eqs 4–8]
+ *  - batch-norm scale/shift  F̂ = E_n[g gᵀ], g = [Σ_sp ds·x̂ ; Σ_sp ds]                            [P §6.2.1, App. C]
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Padding } from '../nn/layers';
+import { topSingularPairs } from '../linalg';
+
+/** Row-major square matrix statistics of one batch, float64. */
+export interface KroneckerStats {
+  kind: 'kronecker';
+  /** input factor, dA × dA (dA includes the homogeneous coordinate when the layer has a bias) */
+  A: Float64Array;
+  dA: number;
+  /** output (pre-activation derivative) factor, dG × dG */
+  G: Float64Array;
+  dG: number;
+  /** the block is F̂ = scale · A⊗G: |T| for conv KFC, 1 for dense and the cheap conv factors */
+  scale: number;
+}
+
+export interface DoublyFactoredStats {
+  kind: 'doubly-factored';
+  /** E[K Kᵀ], T × T (spatial) */
+  K: Float64Array;
+  dK: number;
+  /** E[Ψ Ψᵀ], C × C (channels) */
+  Psi: Float64Array;
+  dPsi: number;
+  /** E[Ds Dsᵀ], out × out (also the full Fisher block of the bias) */
+  D: Float64Array;
+  dD: number;
+}
+
+export interface ScaleShiftStats {
+  kind: 'scale-shift';
+  /** E[g gᵀ] over g = [dγ; dβ], 2C × 2C */
+  F: Float64Array;
+  d: number;
+}
+
+export type BatchStats = KroneckerStats | DoublyFactoredStats | ScaleShiftStats;
+
+/** Convolution geometry (from LayerInfo conv2d). */
+export interface ConvGeometry {
+  kernel: [number, number];
+  strides: [number, number];
+  padding: Padding;
+}
+
+/** Upper bound on floats of patch matrix materialised at once by the KFC A factor (examples are chunked). */
+export const PATCH_CHUNK_FLOATS = 1 << 23;
+
+// -------------------------------------------------------------------------------------------------------------
+// Read-back helpers
+
+/**
+ * Reads several tensors back with ONE download (concatenated flat) and returns them as float64 copies. The
+ * tensors are not disposed.
+ */
+export function readBack(ts: tf.Tensor[]): Float64Array[] {
+  const flat = tf.tidy(() => tf.concat(ts.map((t) => tf.reshape(t, [-1]))));
+  const data = flat.dataSync();
+  flat.dispose();
+  const out: Float64Array[] = [];
+  let off = 0;
+  for (const t of ts) {
+    out.push(Float64Array.from(data.subarray(off, off + t.size)));
+    off += t.size;
+  }
+  return out;
+}
+
+/** Makes an n×n row-major matrix exactly symmetric in place (the backend's XᵀX need not be). */
+export function symmetrise(a: Float64Array, n: number): Float64Array {
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < i; j++) {
+      const v = 0.5 * (a[i * n + j] + a[j * n + i]);
+      a[i * n + j] = v;
+      a[j * n + i] = v;
+    }
+  }
+  return a;
+}
+
+/**
+ * The (K+1)×(K+1) second moment of rows [x, 1] from XᵀX (K×K), the column sums Xᵀ1 and the row count, divided
+ * by `count` (the homogeneous coordinate is the LAST index). Without bias: XᵀX / count.
+ */
+export function homogeneousMoment(gram: Float64Array, colSum: Float64Array | null, count: number, K: number): Float64Array {
+  if (!colSum) {
+    const out = new Float64Array(K * K);
+    for (let i = 0; i < K * K; i++) out[i] = gram[i] / count;
+    return symmetrise(out, K);
+  }
+  const d = K + 1;
+  const out = new Float64Array(d * d);
+  for (let i = 0; i < K; i++) {
+    for (let j = 0; j < K; j++) out[i * d + j] = gram[i * K + j] / count;
+    out[i * d + K] = colSum[i] / count;
+    out[K * d + i] = colSum[i] / count;
+  }
+  out[K * d + K] = 1;
+  return symmetrise(out, d);
+}
+
+/** XᵀX of a [rows, K] matrix. */
+function gram(x: tf.Tensor2D): tf.Tensor2D {
+  return tf.matMul(x, x, true, false);
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// Dense
+
+/** Dense layer factors [P eq 2]: A = E[ā āᵀ] (ā = [a; 1] if `bias`), G = E[g gᵀ], g = M·ds. */
+export function denseFactors(a: tf.Tensor, ds: tf.Tensor, bias: boolean): KroneckerStats {
+  const M = a.shape[0];
+  const K = a.size / M;
+  const O = ds.size / M;
+  const parts = tf.tidy(() => {
+    const a2 = tf.reshape(a, [M, K]) as tf.Tensor2D;
+    const g = tf.mul(tf.reshape(ds, [M, O]), M) as tf.Tensor2D;
+    const out = [gram(a2), gram(g)];
+    if (bias) out.push(tf.sum(a2, 0));
+    return out;
+  });
+  const [aa, gg, colSum] = readBack(parts);
+  tf.dispose(parts);
+  return {
+    kind: 'kronecker',
+    A: homogeneousMoment(aa, bias ? colSum : null, M, K),
+    dA: bias ? K + 1 : K,
+    G: homogeneousMoment(gg, null, M, O),
+    dG: O,
+    scale: 1,
+  };
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// Convolution: patches
+
+/** Output size and the TF zero padding (before, after) along one spatial axis: pad_total = max((o−1)s + k − n, 0). */
+export function padding1d(n: number, k: number, s: number, padding: Padding): { out: number; before: number; after: number } {
+  if (padding === 'valid') return { out: Math.floor((n - k) / s) + 1, before: 0, after: 0 };
+  const out = Math.ceil(n / s);
+  const total = Math.max((out - 1) * s + k - n, 0);
+  const before = Math.floor(total / 2);
+  return { out, before, after: total - before };
+}
+
+/** Zero-pads an NHWC input exactly as TF 'same'/'valid' does; returns the padded tensor and the output size. */
+function padInput(x: tf.Tensor4D, g: ConvGeometry): { padded: tf.Tensor4D; Ho: number; Wo: number } {
+  const [, H, W] = x.shape;
+  const ph = padding1d(H, g.kernel[0], g.strides[0], g.padding);
+  const pw = padding1d(W, g.kernel[1], g.strides[1], g.padding);
+  const padded =
+    ph.before + ph.after + pw.before + pw.after === 0
+      ? x
+      : tf.pad(x, [
+          [0, 0],
+          [ph.before, ph.after],
+          [pw.before, pw.after],
+          [0, 0],
+        ]);
+  return { padded, Ho: ph.out, Wo: pw.out };
+}
+
+/**
+ * The input rows i, i+s, …, i+s(Ho−1) and columns j, …, j+s(Wo−1) of the padded input: the (i, j) kernel tap of
+ * every output location, [M, Ho, Wo, Cin].
+ */
+function tap(padded: tf.Tensor4D, i: number, j: number, Ho: number, Wo: number, s: [number, number]): tf.Tensor4D {
+  const [M, , , C] = padded.shape;
+  if (s[0] === 1 && s[1] === 1) return tf.slice(padded, [0, i, j, 0], [M, Ho, Wo, C]);
+  return tf.stridedSlice(padded, [0, i, j, 0], [M, i + s[0] * (Ho - 1) + 1, j + s[1] * (Wo - 1) + 1, C], [1, s[0], s[1], 1]) as tf.Tensor4D;
+}
+
+/**
+ * Patch vectors of every output location, [M, Ho, Wo, kh·kw·Cin], in the kernel's flatten order (kh, kw, Cin):
+ * entry ((i·kw + j)·Cin + c) of the patch at (y, x) is the padded input at (y·s + i, x·s + j, c).
+ */
+export function extractPatches(x: tf.Tensor4D, g: ConvGeometry): tf.Tensor4D {
+  return tf.tidy(() => {
+    const { padded, Ho, Wo } = padInput(x, g);
+    const taps: tf.Tensor4D[] = [];
+    for (let i = 0; i < g.kernel[0]; i++) for (let j = 0; j < g.kernel[1]; j++) taps.push(tap(padded, i, j, Ho, Wo, g.strides));
+    return taps.length === 1 ? taps[0] : tf.concat(taps, 3);
+  });
+}
+
+/**
+ * Σ_t a_t per example, [M, kh·kw·Cin], WITHOUT materialising the patches: for each kernel offset (i, j) the strided
+ * slice of the padded input that offset sees, summed over space (kh·kw small reductions), stacked in (kh, kw, Cin)
+ * order.
+ */
+export function patchSums(x: tf.Tensor4D, g: ConvGeometry): tf.Tensor2D {
+  return tf.tidy(() => {
+    const { padded, Ho, Wo } = padInput(x, g);
+    const sums: tf.Tensor[] = [];
+    for (let i = 0; i < g.kernel[0]; i++) {
+      for (let j = 0; j < g.kernel[1]; j++) sums.push(tf.sum(tap(padded, i, j, Ho, Wo, g.strides), [1, 2]));
+    }
+    return (sums.length === 1 ? sums[0] : tf.concat(sums, 1)) as tf.Tensor2D;
+  });
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// Convolution: factors
+
+/**
+ * KFC factors (Grosse & Martens 2016) in the TF/kfac-jax normalisation [P eq 15]: A = E_{n,t}[ā_t ā_tᵀ] and
+ * G = E_{n,t}[ds_t ds_tᵀ] (ds_t per example, i.e. ×M), both averaged over the M·|T| rows; the block is
+ * F̂ = |T|·A⊗G with |T| = Ho·Wo returned as `scale`. Patches are materialised in chunks of examples.
+ */
+export function convKfcFactors(x: tf.Tensor4D, ds: tf.Tensor4D, g: ConvGeometry, bias: boolean): KroneckerStats {
+  const [M, , , Cin] = x.shape;
+  const [, Ho, Wo, O] = ds.shape;
+  const T = Ho * Wo;
+  const K = g.kernel[0] * g.kernel[1] * Cin;
+  const chunk = Math.max(1, Math.min(M, Math.floor(PATCH_CHUNK_FLOATS / (T * K))));
+  let aa: tf.Tensor | null = null;
+  let colSum: tf.Tensor | null = null;
+  for (let start = 0; start < M; start += chunk) {
+    const m = Math.min(chunk, M - start);
+    const [dAA, dSum] = tf.tidy(() => {
+      const xc = m === M ? x : tf.slice(x, [start, 0, 0, 0], [m, -1, -1, -1]);
+      const p = tf.reshape(extractPatches(xc, g), [m * T, K]) as tf.Tensor2D;
+      return [gram(p), bias ? tf.sum(p, 0) : tf.zeros([1])];
+    });
+    if (aa === null) {
+      aa = dAA;
+      colSum = dSum;
+    } else {
+      const prevA: tf.Tensor = aa;
+      const prevS: tf.Tensor = colSum!;
+      aa = tf.add(prevA, dAA);
+      colSum = tf.add(prevS, dSum);
+      tf.dispose([prevA, prevS, dAA, dSum]);
+    }
+  }
+  const gg = tf.tidy(() => gram(tf.mul(tf.reshape(ds, [M * T, O]), M) as tf.Tensor2D));
+  const parts = [aa!, colSum!, gg];
+  const [aaD, sumD, ggD] = readBack(parts);
+  tf.dispose(parts);
+  return {
+    kind: 'kronecker',
+    A: homogeneousMoment(aaD, bias ? sumD : null, M * T, K),
+    dA: bias ? K + 1 : K,
+    G: homogeneousMoment(ggD, null, M * T, O),
+    dG: O,
+    scale: T,
+  };
+}
+
+/**
+ * The cheaper conv factors of Appendix A [P eqs 16–19, ACKTR approxT2]: per example the mean patch
+ * m_a = mean_t(ā_t) (homogeneous 1 appended: the mean of 1 is 1) and σ = Σ_t ds_t (×M); A = E_n[m_a m_aᵀ],
+ * G = E_n[σ σᵀ]; the block is F̂ = A⊗G (= |T|² E[m_a m_aᵀ] ⊗ E[m_ds m_dsᵀ]).
+ */
+export function convCheapFactors(x: tf.Tensor4D, ds: tf.Tensor4D, g: ConvGeometry, bias: boolean): KroneckerStats {
+  const M = x.shape[0];
+  const [, Ho, Wo, O] = ds.shape;
+  const T = Ho * Wo;
+  const K = g.kernel[0] * g.kernel[1] * x.shape[3];
+  const parts = tf.tidy(() => {
+    const ma = tf.div(patchSums(x, g), T) as tf.Tensor2D;
+    const sigma = tf.mul(tf.sum(ds, [1, 2]), M) as tf.Tensor2D;
+    const out = [gram(ma), gram(sigma)];
+    if (bias) out.push(tf.sum(ma, 0));
+    return out;
+  });
+  const [aa, ss, colSum] = readBack(parts);
+  tf.dispose(parts);
+  return {
+    kind: 'kronecker',
+    A: homogeneousMoment(aa, bias ? colSum : null, M, K),
+    dA: bias ? K + 1 : K,
+    G: homogeneousMoment(ss, null, M, O),
+    dG: O,
+    scale: 1,
+  };
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// Doubly factored
+
+/**
+ * Doubly-factored statistics [P §4 eqs 5–8] of a dense layer whose input is a flattened per-example map of shape
+ * `inputShape` = [H, W, C] (T = H·W, row-major flatten = [T, C]): per example the top singular pair
+ * (σ, u, v) of A_n ∈ R^{T×C}, K = √σ u, Ψ = √σ v; returns E[K Kᵀ], E[Ψ Ψᵀ] and E[Ds Dsᵀ] (Ds per example).
+ * The SVDs run on the CPU in float64 (src/linalg).
+ */
+export function doublyFactoredFactors(a: tf.Tensor, ds: tf.Tensor, inputShape: readonly number[]): DoublyFactoredStats {
+  if (inputShape.length !== 3) throw new Error(`doubly-factored statistics need an [H, W, C] input, got [${inputShape}]`);
+  const M = a.shape[0];
+  const T = inputShape[0] * inputShape[1];
+  const C = inputShape[2];
+  const O = ds.size / M;
+  if (a.size !== M * T * C) throw new Error(`doubly-factored input has ${a.size / M} units per example, expected ${T * C}`);
+  const dd = tf.tidy(() => gram(tf.mul(tf.reshape(ds, [M, O]), M) as tf.Tensor2D));
+  const [ddD] = readBack([dd]);
+  dd.dispose();
+  const acts = a.dataSync() as Float32Array; // float32 activations, read once (the SVDs accumulate in float64)
+  const { sigma, u, v } = topSingularPairs(acts, M, T, C);
+  // E[K Kᵀ] = (1/M) Σ_n σ_n u_n u_nᵀ and E[Ψ Ψᵀ] = (1/M) Σ_n σ_n v_n v_nᵀ (the sign of the pair cancels)
+  const KK = new Float64Array(T * T);
+  const PP = new Float64Array(C * C);
+  for (let n = 0; n < M; n++) {
+    const w = sigma[n] / M;
+    outerAdd(KK, u, n * T, T, w);
+    outerAdd(PP, v, n * C, C, w);
+  }
+  return {
+    kind: 'doubly-factored',
+    K: KK,
+    dK: T,
+    Psi: PP,
+    dPsi: C,
+    D: homogeneousMoment(ddD, null, M, O),
+    dD: O,
+  };
+}
+
+/** out += w · x xᵀ for x = vec[off, off + d). */
+function outerAdd(out: Float64Array, vec: ArrayLike<number>, off: number, d: number, w: number): void {
+  for (let i = 0; i < d; i++) {
+    const xi = w * vec[off + i];
+    if (xi === 0) continue;
+    const row = i * d;
+    for (let j = 0; j < d; j++) out[row + j] += xi * vec[off + j];
+  }
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// Batch norm scale and shift
+
+/**
+ * The full Fisher block of a batch norm's [γ; β] [P §6.2.1, App. C]: per example dγ_c = Σ_sp ds·x̂ and
+ * dβ_c = Σ_sp ds (ds per example, ×M; x̂ is the normalised input the layer captured); F̂ = E_n[g gᵀ], 2C × 2C.
+ */
+export function scaleShiftFactors(xhat: tf.Tensor, ds: tf.Tensor): ScaleShiftStats {
+  const M = xhat.shape[0];
+  const C = xhat.shape[xhat.rank - 1];
+  const ff = tf.tidy(() => {
+    const d = tf.mul(ds, M);
+    const axes = xhat.rank > 2 ? Array.from({ length: xhat.rank - 2 }, (_, i) => i + 1) : [];
+    const dg = axes.length ? tf.sum(tf.mul(d, xhat), axes) : tf.mul(d, xhat);
+    const db = axes.length ? tf.sum(d, axes) : d;
+    return gram(tf.concat([tf.reshape(dg, [M, C]), tf.reshape(db, [M, C])], 1) as tf.Tensor2D);
+  });
+  const [f] = readBack([ff]);
+  ff.dispose();
+  return { kind: 'scale-shift', F: homogeneousMoment(f, null, M, 2 * C), d: 2 * C };
+}

@@ -1,0 +1,36 @@
+/**
+ * Dense float64 linear algebra for K-FAC on the CPU (row-major Float64Array, explicit sizes): SPD inverses via
+ * Cholesky, symmetric eigendecomposition, top singular pairs, and small helpers. No Kronecker product is ever
+ * materialised by production code (`kronecker` exists for tests of small cases).
+ */
+export { LinalgError, type LinalgErrorKind } from './errors.js';
+export {
+  cholesky,
+  choleskySolve,
+  spdInverse,
+  addDiagonal,
+  mirrorLowerToUpper,
+  type CholeskyOptions,
+} from './cholesky.js';
+export { symEig, type SymEigResult } from './eigen.js';
+export {
+  topSingularPair,
+  topSingularPairs,
+  type TopSingularOptions,
+  type SingularPair,
+  type SingularPairs,
+} from './svd.js';
+export {
+  identity,
+  transpose,
+  matmul,
+  matmulTransB,
+  matvec,
+  symmetrize,
+  frobenius,
+  trace,
+  maxAbsDiff,
+  kronecker,
+} from './basic.js';
+export { gemmNT } from './kernel.js';
+export { mulberry32, gaussianSource, randomGaussian, randomSpd, randomSymmetric } from './random.js';

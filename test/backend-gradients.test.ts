@@ -1,0 +1,431 @@
+/**
+ * The wasm training fixes against the stock cpu backend.
+ *
+ * Every fixed wasm gradient must equal the cpu backend's to 1e-4 in the relative
+ * sense of `relErr` below. The reference is independent of the fixes: they
+ * register kernels for the 'wasm' backend only and never touch the gradient
+ * registry, so on 'cpu' the stock gradients run the cpu backend's own kernels
+ * (Conv2DBackpropFilter/Input, MaxPoolGrad, ...). The first test checks exactly that.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend, resolveBackendRequest } from '../src/backend';
+import { WASM_FIXED_KERNELS } from '../src/backend/wasm-fixes';
+
+const TOL = 1e-4;
+
+/** max |a − b| / max(max |b|, 1e-6): the error relative to the reference's scale. */
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < b.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(b[i]!));
+  }
+  if (Number.isNaN(diff)) return Infinity;
+  return diff / Math.max(scale, 1e-6);
+}
+
+/** Deterministic uniform [0,1) generator (mulberry32). */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Arr {
+  data: Float32Array;
+  shape: number[];
+}
+
+const sizeOf = (shape: number[]) => shape.reduce((p, d) => p * d, 1);
+
+function uniform(shape: number[], r: () => number): Arr {
+  const data = new Float32Array(sizeOf(shape));
+  for (let i = 0; i < data.length; i++) data[i] = 2 * r() - 1;
+  return { data, shape };
+}
+
+/** Distinct values in random order: max-pool windows then have no ties. */
+function distinct(shape: number[], r: () => number): Arr {
+  const n = sizeOf(shape);
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = (i - n / 2) / n;
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [data[i], data[j]] = [data[j]!, data[i]!];
+  }
+  return { data, shape };
+}
+
+const int = (r: () => number, lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
+
+/**
+ * On `backend`: y = f(...xs), then the vector-Jacobian product with the cotangent
+ * `dy` (a fixed random array of y's shape). Returns [y, dx1, dx2, ...] as arrays.
+ */
+async function vjp(
+  backend: 'cpu' | 'wasm',
+  inputs: Arr[],
+  f: (...xs: tf.Tensor[]) => tf.Tensor,
+  seed = 99,
+): Promise<Float32Array[]> {
+  await initBackend(backend);
+  const before = tf.memory().numTensors;
+  const outs = tf.tidy(() => {
+    const xs = inputs.map((a) => tf.tensor(a.data, a.shape));
+    const y = f(...xs);
+    const dy = tf.tensor(uniform(y.shape, rng(seed)).data, y.shape);
+    const g = tf.grads((...args: tf.Tensor[]) => f(...args))(xs, dy);
+    return [y, ...g];
+  });
+  const arrays = outs.map((t) => t.dataSync() as Float32Array);
+  tf.dispose(outs);
+  expect(tf.memory().numTensors).toBe(before);
+  return arrays;
+}
+
+/** Compare y and every input gradient between wasm (fixed) and cpu (stock). */
+async function expectSameGradients(inputs: Arr[], f: (...xs: tf.Tensor[]) => tf.Tensor, label: string) {
+  const ref = await vjp('cpu', inputs, f);
+  const got = await vjp('wasm', inputs, f);
+  const errs = ref.map((r, i) => relErr(got[i]!, r));
+  const names = ['y', ...inputs.map((_, i) => `d${i}`)];
+  const report = errs.map((e, i) => `${names[i]}=${e.toExponential(1)}`).join(' ');
+  for (const e of errs) expect(e, `${label}: ${report}`).toBeLessThan(TOL);
+}
+
+let cpuKernelsBefore: Map<string, tf.KernelConfig>;
+let gradsBefore: Map<string, tf.GradConfig | undefined>;
+const GRADS = ['Conv2D', 'BatchMatMul', '_FusedMatMul', 'MaxPool', 'AvgPool', 'FusedConv2D', 'Sum', 'Mean'];
+
+beforeAll(async () => {
+  cpuKernelsBefore = new Map(tf.getKernelsForBackend('cpu').map((k) => [k.kernelName, k]));
+  gradsBefore = new Map(GRADS.map((n) => [n, tf.getGradient(n)]));
+  await initBackend('wasm');
+});
+
+afterAll(async () => {
+  await initBackend('wasm');
+});
+
+describe('reference independence', () => {
+  it('the fixes leave the cpu kernels and the gradient registry untouched', () => {
+    for (const name of WASM_FIXED_KERNELS) {
+      const cpu = tf.getKernelsForBackend('cpu').find((k) => k.kernelName === name);
+      expect(cpu, name).toBe(cpuKernelsBefore.get(name));
+    }
+    for (const n of GRADS) expect(tf.getGradient(n), n).toBe(gradsBefore.get(n));
+    // The wasm backend does have the fixed kernels, Conv2DBackpropFilter included.
+    const wasm = new Set(tf.getKernelsForBackend('wasm').map((k) => k.kernelName));
+    for (const name of WASM_FIXED_KERNELS) expect(wasm.has(name), name).toBe(true);
+  });
+});
+
+describe('conv2d gradients (dx and dfilter) equal the cpu kernels', () => {
+  const r = rng(1);
+  const cases: { k: number; s: number; pad: 'same' | 'valid' | 'explicit' }[] = [];
+  for (const k of [1, 3, 5]) for (const s of [1, 2, 3]) for (const pad of ['same', 'valid', 'explicit'] as const) cases.push({ k, s, pad });
+  it.each(cases)('kernel $k stride $s pad $pad', async ({ k, s, pad }) => {
+    const n = int(r, 1, 3);
+    const h = int(r, k, k + 8) | 1; // odd sizes
+    const w = int(r, k, k + 9);
+    const ci = int(r, 1, 5);
+    const co = int(r, 1, 5);
+    const padding: 'same' | 'valid' | [[0, 0], [number, number], [number, number], [0, 0]] =
+      pad === 'explicit'
+        ? [
+            [0, 0],
+            [int(r, 0, k), int(r, 0, k)],
+            [int(r, 0, k), int(r, 0, k)],
+            [0, 0],
+          ]
+        : pad;
+    const x = uniform([n, h, w, ci], r);
+    const f = uniform([k, k, ci, co], r);
+    await expectSameGradients(
+      [x, f],
+      (xt, ft) => tf.conv2d(xt as tf.Tensor4D, ft as tf.Tensor4D, s, padding),
+      `x ${x.shape} f ${f.shape} s ${s} pad ${JSON.stringify(padding)}`,
+    );
+  });
+
+  it('numeric padding and 1×1 stride-2 kernels', async () => {
+    const r2 = rng(2);
+    await expectSameGradients(
+      [uniform([2, 9, 8, 3], r2), uniform([3, 3, 3, 4], r2)],
+      (x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, 2, 2),
+      'pad 2',
+    );
+    await expectSameGradients(
+      [uniform([2, 8, 7, 5], r2), uniform([1, 1, 5, 6], r2)],
+      (x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, [2, 1], 'valid'),
+      '1x1 stride [2,1]',
+    );
+  });
+
+  it('fused.conv2d (bias + relu) and conv2dTranspose', async () => {
+    const r2 = rng(3);
+    await expectSameGradients(
+      [uniform([2, 9, 9, 3], r2), uniform([3, 3, 3, 4], r2), uniform([4], r2)],
+      (x, f, b) =>
+        tf.fused.conv2d({ x: x as tf.Tensor4D, filter: f as tf.Tensor4D, strides: 2, pad: 'same', bias: b, activation: 'relu' }),
+      'fused.conv2d',
+    );
+    await expectSameGradients(
+      [uniform([2, 5, 4, 4], r2), uniform([3, 3, 3, 4], r2)],
+      (x, f) => tf.conv2dTranspose(x as tf.Tensor4D, f as tf.Tensor4D, [2, 9, 8, 3], 2, 'same'),
+      'conv2dTranspose',
+    );
+  });
+
+  it('NCHW backprop kernels equal the cpu kernels', async () => {
+    const r2 = rng(4);
+    const x = uniform([2, 3, 9, 8], r2);
+    const dy = uniform([2, 4, 5, 4], r2);
+    const f = uniform([3, 3, 3, 4], r2);
+    const attrs = { strides: [2, 2], pad: 'same', dataFormat: 'NCHW', dimRoundingMode: undefined } as unknown as tf.NamedAttrMap;
+    const run = async (backend: 'cpu' | 'wasm') => {
+      await initBackend(backend);
+      const [xt, dyt, ft] = [x, dy, f].map((a) => tf.tensor(a.data, a.shape));
+      const dw = tf.engine().runKernel('Conv2DBackpropFilter', { x: xt!, dy: dyt! }, { ...attrs, filterShape: f.shape }) as tf.Tensor;
+      const dx = tf.engine().runKernel('Conv2DBackpropInput', { dy: dyt!, filter: ft! }, { ...attrs, inputShape: x.shape }) as tf.Tensor;
+      const out = [dw.dataSync() as Float32Array, dx.dataSync() as Float32Array];
+      tf.dispose([xt!, dyt!, ft!, dw, dx]);
+      return out;
+    };
+    const ref = await run('cpu');
+    const got = await run('wasm');
+    expect(relErr(got[0]!, ref[0]!)).toBeLessThan(TOL);
+    expect(relErr(got[1]!, ref[1]!)).toBeLessThan(TOL);
+  });
+});
+
+describe('matMul gradients equal the cpu kernels', () => {
+  const r = rng(10);
+  const combos = [
+    [false, false],
+    [true, false],
+    [false, true],
+    [true, true],
+  ] as const;
+  const mat = (rows: number, cols: number, t: boolean) => uniform(t ? [cols, rows] : [rows, cols], r);
+  it.each(combos)('2-D, transposeA=%s transposeB=%s', async (ta, tb) => {
+    // Shapes covering both strategies for Aᵀ·Bᵀ (inputs transposed vs (B·A)ᵀ).
+    for (const [m, k, n] of [
+      [int(r, 1, 40), int(r, 1, 70), int(r, 1, 40)],
+      [37, 3, 41],
+      [3, 64, 5],
+    ] as const) {
+      await expectSameGradients(
+        [mat(m, k, ta), mat(k, n, tb)],
+        (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, ta, tb),
+        `m${m} k${k} n${n}`,
+      );
+    }
+  });
+  it.each(combos)('batched, transposeA=%s transposeB=%s', async (ta, tb) => {
+    const b3 = (batch: number[], rows: number, cols: number, t: boolean) =>
+      uniform([...batch, ...(t ? [cols, rows] : [rows, cols])], r);
+    for (const [batch, m, k, n] of [
+      [[3], 33, 35, 31], // per-batch XNNPACK products
+      [[4], 3, 4, 5], // tiny matrices: original loop
+      [[2, 2], 32, 33, 34], // rank 4
+    ] as const) {
+      await expectSameGradients(
+        [b3([...batch], m, k, ta), b3([...batch], k, n, tb)],
+        (a, b) => tf.matMul(a, b, ta, tb),
+        `batch ${batch} m${m} k${k} n${n}`,
+      );
+    }
+  });
+  it.each(combos)('broadcast batch (values only), transposeA=%s transposeB=%s', async (ta, tb) => {
+    // tfjs's own BatchMatMul gradient does not reduce over broadcast batch
+    // dimensions (on every backend), so only the products are compared here.
+    const b3 = (batch: number[], rows: number, cols: number, t: boolean) =>
+      uniform([...batch, ...(t ? [cols, rows] : [rows, cols])], r);
+    for (const [ba, bb, m, k, n] of [
+      [[3], [], 21, 19, 17], // batched A × shared B → one tall product
+      [[], [3], 34, 33, 32], // shared A × batched B → per-batch products
+      [[3], [1], 40, 41, 42], // batch-1 B
+      [[2, 3], [3], 5, 4, 3], // mixed broadcasting: original loop
+    ] as const) {
+      const a = b3([...ba], m, k, ta);
+      const b = b3([...bb], k, n, tb);
+      const run = async (backend: 'cpu' | 'wasm') => {
+        await initBackend(backend);
+        const [at, bt] = [tf.tensor(a.data, a.shape), tf.tensor(b.data, b.shape)];
+        const y = tf.matMul(at, bt, ta, tb);
+        const out = { shape: y.shape, data: y.dataSync() as Float32Array };
+        tf.dispose([at, bt, y]);
+        return out;
+      };
+      const ref = await run('cpu');
+      const got = await run('wasm');
+      expect(got.shape).toEqual(ref.shape);
+      expect(relErr(got.data, ref.data), `batch ${ba}/${bb}`).toBeLessThan(TOL);
+    }
+  });
+  it('fused matMul with bias and relu, every transpose combination', async () => {
+    for (const [ta, tb] of combos) {
+      await expectSameGradients(
+        [mat(23, 31, ta), mat(31, 19, tb), uniform([19], r)],
+        (a, b, bias) =>
+          tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, transposeA: ta, transposeB: tb, bias, activation: 'relu' }),
+        `fused ta=${ta} tb=${tb}`,
+      );
+    }
+  });
+});
+
+describe('pooling gradients equal the cpu kernels', () => {
+  const r = rng(20);
+  const cases = [
+    { size: 2, stride: 2, pad: 'valid' },
+    { size: 2, stride: 2, pad: 'same' },
+    { size: 3, stride: 2, pad: 'same' },
+    { size: 3, stride: 2, pad: 'valid' },
+    { size: 3, stride: 1, pad: 'same' },
+    { size: 2, stride: 1, pad: 'valid' },
+  ] as const;
+  it.each(cases)('maxPool $size×$size stride $stride $pad (no ties)', async ({ size, stride, pad }) => {
+    for (const shape of [
+      [2, 8, 8, 3],
+      [3, int(r, 5, 11), int(r, 5, 11), int(r, 1, 6)],
+    ]) {
+      await expectSameGradients([distinct(shape, r)], (x) => tf.maxPool(x as tf.Tensor4D, size, stride, pad), `x ${shape}`);
+    }
+  });
+  it.each(cases)('maxPool $size×$size stride $stride $pad with ties: first maximum wins, as on cpu', async ({ size, stride, pad }) => {
+    const x = uniform([2, 9, 7, 4], r);
+    for (let i = 0; i < x.data.length; i++) x.data[i] = Math.max(0, Math.round(2 * x.data[i]!)); // many equal values
+    await expectSameGradients([x], (t) => tf.maxPool(t as tf.Tensor4D, size, stride, pad), 'ties');
+  });
+  it.each(cases)('avgPool $size×$size stride $stride $pad', async ({ size, stride, pad }) => {
+    await expectSameGradients([uniform([2, 9, 7, 3], r)], (x) => tf.avgPool(x as tf.Tensor4D, size, stride, pad), 'avg');
+  });
+});
+
+describe('gradients of the other ops the layers use', () => {
+  const r = rng(30);
+  it('concat, slice, pad, split, stack', async () => {
+    await expectSameGradients(
+      [uniform([2, 5, 4, 3], r), uniform([2, 5, 4, 2], r)],
+      (a, b) => {
+        const c = tf.concat([a, b], 3);
+        const s = tf.slice(c, [0, 1, 0, 1], [2, 3, 4, 3]);
+        const [p, q] = tf.split(tf.pad(s, [[0, 0], [1, 2], [0, 1], [0, 0]]), [2, 4], 1);
+        return tf.stack([tf.mul(p!, 2), tf.slice(q!, [0, 0, 0, 0], [2, 2, 5, 3])]);
+      },
+      'concat/slice/pad/split/stack',
+    );
+  });
+  it('moments-based batch norm, mean and sum over axes', async () => {
+    await expectSameGradients(
+      [uniform([4, 5, 6, 3], r), uniform([3], r), uniform([3], r)],
+      (x, gamma, beta) => {
+        const { mean, variance } = tf.moments(x, [0, 1, 2]);
+        const xhat = tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-3)));
+        const y = tf.add(tf.mul(xhat, gamma), beta);
+        return tf.concat([tf.mean(y, [1, 2]).reshape([-1]), tf.sum(y, [0, 1]).reshape([-1]), tf.mean(y, 0).reshape([-1])]);
+      },
+      'batchnorm',
+    );
+  });
+  it('gather (UnsortedSegmentSum, missing on stock wasm)', async () => {
+    const idx = [3, 0, 3, 1, 4, 0];
+    await expectSameGradients(
+      [uniform([5, 4], r)],
+      (x) => tf.mul(tf.gather(x, tf.tensor1d(idx, 'int32')), 1.5),
+      'gather',
+    );
+  });
+  it('logSoftmax and softmaxCrossEntropy losses', async () => {
+    const labels = tf.tidy(() => tf.oneHot(tf.tensor1d([1, 0, 4, 2, 2, 3], 'int32'), 5).arraySync()) as number[][];
+    await expectSameGradients(
+      [uniform([6, 5], r)],
+      (logits) =>
+        tf.add(
+          tf.losses.softmaxCrossEntropy(tf.tensor2d(labels), logits),
+          tf.neg(tf.mean(tf.sum(tf.mul(tf.tensor2d(labels), tf.logSoftmax(logits)), 1))),
+        ),
+      'losses',
+    );
+  });
+});
+
+describe('a whole small CNN', () => {
+  it('every parameter gradient on wasm equals cpu', async () => {
+    const r = rng(40);
+    const x = uniform([4, 16, 16, 3], r);
+    const labels = new Float32Array(4 * 10);
+    for (let i = 0; i < 4; i++) labels[i * 10 + int(r, 0, 9)] = 1;
+    const params = [
+      uniform([5, 5, 3, 8], r),
+      uniform([8], r),
+      uniform([3, 3, 8, 16], r),
+      uniform([16], r),
+      uniform([64, 10], r),
+      uniform([10], r),
+    ];
+    const net = (w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor, w3: tf.Tensor, b3: tf.Tensor) => {
+      let h = tf.tensor4d(x.data, x.shape as [number, number, number, number]);
+      h = tf.relu(tf.add(tf.conv2d(h, w1 as tf.Tensor4D, 1, 'same'), b1)) as tf.Tensor4D;
+      h = tf.maxPool(h, 2, 2, 'valid'); // 8×8
+      h = tf.relu(tf.add(tf.conv2d(h, w2 as tf.Tensor4D, 2, 'same'), b2)) as tf.Tensor4D; // 4×4
+      h = tf.avgPool(h, 2, 2, 'valid'); // 2×2×16
+      const logits = tf.add(tf.matMul(h.reshape([4, 64]), w3 as tf.Tensor2D), b3);
+      return tf.losses.softmaxCrossEntropy(tf.tensor2d(labels, [4, 10]), logits);
+    };
+    await expectSameGradients(params, net as unknown as (...xs: tf.Tensor[]) => tf.Tensor, 'cnn');
+  });
+});
+
+describe('initBackend', () => {
+  it('explains that tfjs-node is not installed', async () => {
+    await expect(initBackend('tfjs-node')).rejects.toThrow(
+      /backend tfjs-node requested but @tensorflow\/tfjs-node is not installed \(npm i @tensorflow\/tfjs-node needs internet/,
+    );
+    await expect(initBackend('tfjs-node-gpu')).rejects.toThrow(/tfjs-node-gpu is not installed/);
+  });
+  it('explicit argument > DKFAC_BACKEND > auto', () => {
+    expect(resolveBackendRequest('wasm', { DKFAC_BACKEND: 'cpu' })).toBe('wasm');
+    expect(resolveBackendRequest('auto', { DKFAC_BACKEND: 'cpu' })).toBe('cpu');
+    expect(resolveBackendRequest('auto', {})).toBe('auto');
+    expect(() => resolveBackendRequest('auto', { DKFAC_BACKEND: 'gpu' })).toThrow(/DKFAC_BACKEND=gpu is not a backend/);
+  });
+  it("'auto' falls back to wasm here, idempotently, and never to cpu", async () => {
+    const saved = process.env.DKFAC_BACKEND;
+    delete process.env.DKFAC_BACKEND;
+    try {
+      const a = await initBackend();
+      const b = await initBackend('auto');
+      expect(a.name).toBe('wasm');
+      expect(a.requested).toBe('auto');
+      expect(a.detail).toMatch(/wasm simd, \d+ training-kernel fixes/);
+      expect(b).toBe(a);
+      expect(tf.getBackend()).toBe('wasm');
+      const cpu = await initBackend('cpu');
+      expect(cpu.name).toBe('cpu');
+      expect((await initBackend('wasm')).name).toBe('wasm');
+    } finally {
+      if (saved !== undefined) process.env.DKFAC_BACKEND = saved;
+    }
+  });
+  it('shared Identity/Cast data on wasm survives disposal of the original', async () => {
+    await initBackend('wasm');
+    const a = tf.tensor1d([1, 2, 3]);
+    const b = tf.clone(a);
+    const c = tf.cast(a, 'float32');
+    a.dispose();
+    expect(Array.from(b.dataSync())).toEqual([1, 2, 3]);
+    expect(Array.from(c.dataSync())).toEqual([1, 2, 3]);
+    tf.dispose([b, c]);
+  });
+});

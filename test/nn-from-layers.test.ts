@@ -1,0 +1,46 @@
+/**
+ * An existing tf.LayersModel, unchanged, becomes a dkfac Model with the same function: its predictions equal the
+ * LayersModel's own, and every Dense/Conv2D/BatchNormalization layer is registered for K-FAC.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../src/backend';
+import { fromLayersModel } from '../src/nn/from-layers';
+
+beforeAll(async () => {
+  await initBackend('wasm');
+});
+
+describe('fromLayersModel', () => {
+  it('reproduces a Sequential convnet and registers its layers', () => {
+    const lm = tf.sequential({
+      layers: [
+        tf.layers.conv2d({ inputShape: [10, 10, 2], filters: 4, kernelSize: 3, padding: 'same', activation: 'relu' }),
+        tf.layers.batchNormalization(),
+        tf.layers.maxPooling2d({ poolSize: 2 }),
+        tf.layers.conv2d({ filters: 6, kernelSize: 3, strides: 2, padding: 'valid', useBias: false }),
+        tf.layers.activation({ activation: 'relu' }),
+        tf.layers.flatten(),
+        tf.layers.dropout({ rate: 0.5 }),
+        tf.layers.dense({ units: 5, activation: 'softmax' }),
+      ],
+    });
+    // non-trivial BN statistics so that inference mode is really checked
+    const bn = lm.layers[1];
+    bn.setWeights([tf.fill([4], 1.5), tf.fill([4], -0.2), tf.fill([4], 0.3), tf.fill([4], 2)]);
+    const { model, warnings } = fromLayersModel(lm);
+    expect(model.layers.map((l) => `${l.kind}`)).toEqual(['conv2d', 'batchnorm', 'conv2d', 'dense']);
+    expect(warnings.join()).toMatch(/Dropout/);
+    const x = tf.randomNormal([3, 10, 10, 2], 0, 1, 'float32', 4);
+    const expected = (lm.predict(x) as tf.Tensor).arraySync() as number[][];
+    const got = tf.tidy(() => tf.softmax(model.forward(x as tf.Tensor4D, { training: false }).logits).arraySync()) as number[][];
+    for (let i = 0; i < 3; i++) for (let k = 0; k < 5; k++) expect(got[i][k]).toBeCloseTo(expected[i][k], 5);
+    x.dispose();
+    model.dispose();
+  });
+
+  it('rejects a layer it cannot register, naming it', () => {
+    const lm = tf.sequential({ layers: [tf.layers.conv2d({ inputShape: [6, 6, 1], filters: 2, kernelSize: 3, dilationRate: 2 }), tf.layers.flatten(), tf.layers.dense({ units: 2 })] });
+    expect(() => fromLayersModel(lm)).toThrow(/dilated/);
+  });
+});
