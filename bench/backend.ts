@@ -8,7 +8,8 @@
  * 3. matMul GFLOP/s at 1024² for every transpose combination, with the fixes and with the stock wasm kernel.
  *
  * This machine is shared and noisy (±15 % and more when other processes run): the load average is printed with the
- * figures, steps are repeated and the median and minimum are reported.
+ * figures, steps are repeated and the median and minimum are reported, and the process's CPU time per step (close
+ * to the wall time on an idle machine; much smaller than it when other processes compete for the two vCPUs).
  */
 import { availableParallelism, loadavg } from 'node:os';
 import { pathToFileURL } from 'node:url';
@@ -19,8 +20,8 @@ import { originalWasmKernels } from '../src/backend/wasm-fixes';
 export interface BackendBench {
   backend: BackendInfo;
   loadAverage: number[];
-  steps: { batch: number; medianS: number; minS: number; gflops: number }[];
-  topKernels: { kernel: string; calls: number; selfMs: number; share: number }[];
+  steps: { batch: number; medianS: number; minS: number; cpuS: number; gflops: number }[];
+  topKernels: { kernel: string; calls: number; selfMs: number; cpuMs: number; share: number }[];
   matmul: { variant: string; fixedGflops: number; stockGflops?: number }[];
 }
 
@@ -65,14 +66,17 @@ function makeCnn(batch: number) {
 
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
 
-/** Time `fn` after `warm` untimed calls; returns all timings in seconds. */
-function timeRuns(fn: () => void, warm: number, runs: number): number[] {
+/** Time `fn` after `warm` untimed calls; returns all wall-clock timings in seconds. */
+function timeRuns(fn: () => void, warm: number, runs: number, cpuOut?: number[]): number[] {
   for (let i = 0; i < warm; i++) fn();
   const ts: number[] = [];
   for (let i = 0; i < runs; i++) {
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     fn();
     ts.push((performance.now() - t0) / 1000);
+    const c = process.cpuUsage(c0);
+    cpuOut?.push((c.user + c.system) / 1e6);
   }
   return ts;
 }
@@ -82,10 +86,10 @@ function timeRuns(fn: () => void, warm: number, runs: number): number[] {
  * (kernels called from inside composite kernels are part of their caller's time).
  * Wraps every kernel of the active backend for the duration of the call.
  */
-export function profileTopLevelKernels(fn: () => void): Map<string, { calls: number; ms: number }> {
+export function profileTopLevelKernels(fn: () => void): Map<string, { calls: number; ms: number; cpuMs: number }> {
   const backendName = tf.getBackend();
   const configs = tf.getKernelsForBackend(backendName);
-  const stats = new Map<string, { calls: number; ms: number }>();
+  const stats = new Map<string, { calls: number; ms: number; cpuMs: number }>();
   let depth = 0;
   for (const k of configs) {
     tf.unregisterKernel(k.kernelName, backendName);
@@ -94,13 +98,16 @@ export function profileTopLevelKernels(fn: () => void): Map<string, { calls: num
       kernelFunc: (args) => {
         if (depth > 0) return k.kernelFunc(args);
         depth++;
+        const c0 = process.cpuUsage();
         const t0 = performance.now();
         try {
           return k.kernelFunc(args);
         } finally {
-          const s = stats.get(k.kernelName) ?? { calls: 0, ms: 0 };
+          const s = stats.get(k.kernelName) ?? { calls: 0, ms: 0, cpuMs: 0 };
           s.calls++;
           s.ms += performance.now() - t0;
+          const c = process.cpuUsage(c0);
+          s.cpuMs += (c.user + c.system) / 1000;
           stats.set(k.kernelName, s);
           depth--;
         }
@@ -180,14 +187,15 @@ export async function benchBackend(): Promise<BackendBench> {
     [128, 6],
   ] as const) {
     const cnn = makeCnn(batch);
-    const ts = timeRuns(cnn.step, 3, runs);
+    const cpu: number[] = [];
+    const ts = timeRuns(cnn.step, 3, runs, cpu);
     const med = median(ts);
-    steps.push({ batch, medianS: med, minS: Math.min(...ts), gflops: (3 * cnn.forwardFlops) / med / 1e9 });
+    steps.push({ batch, medianS: med, minS: Math.min(...ts), cpuS: median(cpu), gflops: (3 * cnn.forwardFlops) / med / 1e9 });
     if (batch === 128) {
       const stats = profileTopLevelKernels(cnn.step);
       const total = [...stats.values()].reduce((s, v) => s + v.ms, 0);
       topKernels = [...stats]
-        .map(([kernel, v]) => ({ kernel, calls: v.calls, selfMs: v.ms, share: v.ms / total }))
+        .map(([kernel, v]) => ({ kernel, calls: v.calls, selfMs: v.ms, cpuMs: v.cpuMs, share: v.ms / total }))
         .sort((x, y) => y.selfMs - x.selfMs)
         .slice(0, 12);
     }
@@ -199,13 +207,20 @@ export async function benchBackend(): Promise<BackendBench> {
       batch: s.batch,
       's/step (median)': s.medianS.toFixed(3),
       's/step (min)': s.minS.toFixed(3),
+      'CPU s/step': s.cpuS.toFixed(3),
       'examples/s': Math.round(s.batch / s.medianS),
       'effective GFLOP/s': s.gflops.toFixed(2),
     })),
   );
   console.log('### Where a batch-128 step spends its time (top-level kernels, self time of one profiled step)');
   console.table(
-    topKernels.map((k) => ({ kernel: k.kernel, calls: k.calls, ms: k.selfMs.toFixed(1), share: `${(100 * k.share).toFixed(1)} %` })),
+    topKernels.map((k) => ({
+      kernel: k.kernel,
+      calls: k.calls,
+      ms: k.selfMs.toFixed(1),
+      'CPU ms': k.cpuMs.toFixed(1),
+      share: `${(100 * k.share).toFixed(1)} %`,
+    })),
   );
 
   const matmul = benchMatmul();

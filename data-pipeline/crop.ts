@@ -18,7 +18,7 @@ export interface CropParams {
   mode: CropMode;
   /** output side (default 224) */
   imageSize: number;
-  /** 'paper': side of the square resize; 'center': shorter side after resize (default 256) */
+  /** 'paper': side of the square resize; 'center': shorter side after resize (default imageSize·256/224: 256 for 224) */
   resizeTo: number;
   /** 'jitter': range of the crop's area as a fraction of the image (default [0.08, 1]) */
   scale: [number, number];
@@ -36,7 +36,7 @@ export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
 /** Fills in defaults and checks the parameters. */
 export function cropParams(p: Partial<CropParams> & { mode: CropMode }): CropParams {
   const imageSize = p.imageSize ?? 224;
-  const resizeTo = p.resizeTo ?? Math.max(256, imageSize);
+  const resizeTo = p.resizeTo ?? Math.round((imageSize * 256) / 224);
   const out: CropParams = {
     mode: p.mode,
     imageSize,

@@ -10,7 +10,7 @@ import { constants as zc, gunzip as gunzipCb, gzip as gzipCb } from 'node:zlib';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { downloadVerified } from './download';
-import { locate, sha256Hex, type DatasetLocation, type LocateOptions } from './locate';
+import { locate, sha256File, sha256Hex, type DatasetLocation, type LocateOptions } from './locate';
 import { DataError, type InMemoryDataset, type Split } from './types';
 
 const gunzip = promisify(gunzipCb);
@@ -220,9 +220,11 @@ export function idxLocation(name: IdxName): DatasetLocation {
     embedded: name === 'fashion-mnist',
     download: async (cacheDir, log) => {
       for (const [file, sums] of Object.entries(src.files)) {
+        const dest = join(cacheDir, file);
+        if ((await sha256File(dest).catch(() => '')) === sums.sha256) continue; // kept from an interrupted download
         await downloadVerified(
           src.urls.map((u) => u + file),
-          join(cacheDir, file),
+          dest,
           sums,
           log,
         );

@@ -116,10 +116,16 @@ export async function openImageFolder(root: string, opts: { valFraction?: number
   return { root: dir, layout: 'flat', classes: all.classes, train: tr, val: va };
 }
 
-const WORKER_FILE = fileURLToPath(new URL('./image-worker.ts', import.meta.url));
+/** Running from compiled JavaScript (a build of this folder), the worker is the .js next to this file. */
+const COMPILED = import.meta.url.endsWith('.js');
+const WORKER_FILE = fileURLToPath(new URL(COMPILED ? './image-worker.js' : './image-worker.ts', import.meta.url));
 
-/** `--import <tsx loader>` as an absolute URL, so the workers load TypeScript whatever the current directory is. */
-function tsxImportArgs(): string[] {
+/**
+ * Worker arguments: from TypeScript, `--import <tsx loader>` as an absolute URL (not the bare name `tsx`), so the
+ * workers load the .ts worker whatever the current directory is, under tsx and under vitest alike.
+ */
+function workerExecArgv(): string[] {
+  if (COMPILED) return [];
   const loader = createRequire(import.meta.url).resolve('tsx');
   return ['--import', pathToFileURL(loader).href];
 }
@@ -150,7 +156,7 @@ export class ImageDecodePool {
     this.maxInFlight = 2 * this.threads;
     this.pool = new Piscina<DecodeTask, DecodeResult>({
       filename: WORKER_FILE,
-      execArgv: tsxImportArgs(),
+      execArgv: workerExecArgv(),
       minThreads: this.threads,
       maxThreads: this.threads,
       idleTimeout: 60_000,
@@ -217,7 +223,7 @@ export interface ImageFolderStreamOptions {
   shard?: Shard;
   /** shuffle each epoch (default true); false gives in-order passes with a short last batch (evaluation) */
   shuffle?: boolean;
-  /** batches kept in flight ahead of the trainer (default 2) */
+  /** batches kept in flight ahead of the trainer (default 2; 0 decodes only on demand) */
   prefetch?: number;
   /** a shared pool; without one the stream creates its own and closes it with the stream */
   pool?: ImageDecodePool;
@@ -287,9 +293,9 @@ export class ImageFolderStream implements BatchStream {
     return { index, label: this.list.labels[index], result };
   }
 
-  /** Tops the queue up to `prefetch + 1` batches of the last batch size. */
+  /** Tops the queue up to `prefetch` batches (of the last batch size) in flight ahead of the trainer. */
   private fill(): void {
-    const target = (this.prefetch + 1) * this.lastBatchSize;
+    const target = this.prefetch * this.lastBatchSize;
     while (this.queue.length < target) {
       const p = this.submitNext();
       if (!p) break;
@@ -310,11 +316,7 @@ export class ImageFolderStream implements BatchStream {
       this.queue.push(p);
     }
     const take = this.queue.splice(0, Math.min(batchSize, this.queue.length));
-    if (!this.shuffle && this.queue.length === 0 && this.pos === this.order.length) {
-      // end of pass: leave the queue empty so the next call restarts cleanly
-    } else {
-      this.fill();
-    }
+    this.fill(); // an unshuffled stream prefetches only up to the end of its pass
     const S = this.params.imageSize;
     const d = S * S * 3;
     const images = new Float32Array(take.length * d);

@@ -23,7 +23,7 @@ export interface DecodeTask {
 export interface DecodeResult {
   /** imageSize*imageSize*3 floats, HWC */
   pixels: Float32Array;
-  /** source image size */
+  /** source image size (0 in 'paper' mode, which does not need it) */
   width: number;
   height: number;
   /** the crop box, in the coordinates of the image it was cut from (the resized one for 'paper' and 'center') */
@@ -37,25 +37,37 @@ export default async function decodeImage(task: DecodeTask): Promise<DecodeResul
   const S = p.imageSize;
   const rng = seedrandom(task.seed);
   const input = await readFile(task.file);
-  const meta = await sharp(input, { failOn: 'truncated', autoOrient: true }).metadata();
-  const width = meta.autoOrient?.width ?? meta.width;
-  const height = meta.autoOrient?.height ?? meta.height;
-  if (!width || !height) throw new Error('image has no size');
   // Oriented by its EXIF tag on input; sharp applies extract() before or after resize() as they are called.
-  let img = sharp(input, { failOn: 'truncated', autoOrient: true });
+  const open = () => sharp(input, { failOn: 'truncated', autoOrient: true });
+  let width = 0;
+  let height = 0;
+  if (p.mode !== 'paper') {
+    const meta = await open().metadata();
+    width = meta.autoOrient?.width ?? meta.width ?? 0;
+    height = meta.autoOrient?.height ?? meta.height ?? 0;
+    if (!width || !height) throw new Error('image has no size');
+  }
   let box: Box;
+  let resized: { width: number; height: number } | undefined;
   if (p.mode === 'paper') {
     box = { ...paperCropOffset(p.resizeTo, S, rng), width: S, height: S };
-    img = img.resize(p.resizeTo, p.resizeTo, { fit: 'fill' }).extract(box);
+    resized = { width: p.resizeTo, height: p.resizeTo };
   } else if (p.mode === 'center') {
     const plan = centerCropPlan(width, height, p.resizeTo, S);
     box = plan.box;
-    img = img.resize(plan.resizeWidth, plan.resizeHeight, { fit: 'fill' }).extract(box);
+    resized = { width: plan.resizeWidth, height: plan.resizeHeight };
   } else {
     box = randomResizedCropBox(width, height, p.scale, p.ratio, rng);
-    img = img.extract(box).resize(S, S, { fit: 'fill' });
   }
   const flipped = p.flip && rng() < 0.5;
+  let img = open();
+  if (resized) {
+    // sharp mirrors before a post-resize extract: cut the mirrored box so that the output shows `box`, mirrored.
+    const left = flipped ? resized.width - box.left - box.width : box.left;
+    img = img.resize(resized.width, resized.height, { fit: 'fill' }).extract({ ...box, left });
+  } else {
+    img = img.extract(box).resize(S, S, { fit: 'fill' });
+  }
   if (flipped) img = img.flop();
   const { data, info } = await img.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
   if (info.width !== S || info.height !== S || info.channels !== 3) {

@@ -6,10 +6,13 @@
  * register kernels for the 'wasm' backend only and never touch the gradient
  * registry, so on 'cpu' the stock gradients run the cpu backend's own kernels
  * (Conv2DBackpropFilter/Input, MaxPoolGrad, ...). The first test checks exactly that.
+ * (The one registry change, avgpool-grad.ts's AvgPool gradient, applies to both
+ * backends alike and is checked against a direct computation instead.)
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, resolveBackendRequest } from '../src/backend';
+import { im2colLimits } from '../src/backend/wasm-conv';
 import { WASM_FIXED_KERNELS } from '../src/backend/wasm-fixes';
 
 const TOL = 1e-4;
@@ -103,7 +106,7 @@ async function expectSameGradients(inputs: Arr[], f: (...xs: tf.Tensor[]) => tf.
 
 let cpuKernelsBefore: Map<string, tf.KernelConfig>;
 let gradsBefore: Map<string, tf.GradConfig | undefined>;
-const GRADS = ['Conv2D', 'BatchMatMul', '_FusedMatMul', 'MaxPool', 'AvgPool', 'FusedConv2D', 'Sum', 'Mean'];
+const GRADS = ['Conv2D', 'BatchMatMul', '_FusedMatMul', 'MaxPool', 'FusedConv2D', 'Sum', 'Mean', 'Conv2DBackpropInput'];
 
 beforeAll(async () => {
   cpuKernelsBefore = new Map(tf.getKernelsForBackend('cpu').map((k) => [k.kernelName, k]));
@@ -170,8 +173,13 @@ describe('conv2d gradients (dx and dfilter) equal the cpu kernels', () => {
     );
   });
 
-  it('fused.conv2d (bias + relu) and conv2dTranspose', async () => {
+  it('fused.conv2d (bias + relu, and bias + linear: the fused custom gradient) and conv2dTranspose', async () => {
     const r2 = rng(3);
+    await expectSameGradients(
+      [uniform([2, 8, 9, 3], r2), uniform([3, 3, 3, 5], r2), uniform([5], r2)],
+      (x, f, b) => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: f as tf.Tensor4D, strides: 1, pad: 'valid', bias: b }),
+      'fused.conv2d linear',
+    );
     await expectSameGradients(
       [uniform([2, 9, 9, 3], r2), uniform([3, 3, 3, 4], r2), uniform([4], r2)],
       (x, f, b) =>
@@ -185,12 +193,28 @@ describe('conv2d gradients (dx and dfilter) equal the cpu kernels', () => {
     );
   });
 
-  it('NCHW backprop kernels equal the cpu kernels', async () => {
+  it('filter gradient computed in several im2col chunks', async () => {
+    const saved = im2colLimits.chunkFloats;
+    im2colLimits.chunkFloats = 500; // forces one chunk per image (and a last partial one)
+    try {
+      const r2 = rng(5);
+      await expectSameGradients(
+        [uniform([5, 7, 6, 3], r2), uniform([3, 3, 3, 4], r2)],
+        (x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, 2, 'same'),
+        'chunked',
+      );
+    } finally {
+      im2colLimits.chunkFloats = saved;
+    }
+  });
+
+  it.each(['same', 'explicit'])('NCHW backprop kernels equal the cpu kernels (%s padding)', async (padKind) => {
     const r2 = rng(4);
     const x = uniform([2, 3, 9, 8], r2);
-    const dy = uniform([2, 4, 5, 4], r2);
     const f = uniform([3, 3, 3, 4], r2);
-    const attrs = { strides: [2, 2], pad: 'same', dataFormat: 'NCHW', dimRoundingMode: undefined } as unknown as tf.NamedAttrMap;
+    const pad = padKind === 'same' ? 'same' : [[0, 0], [0, 0], [2, 0], [1, 1]];
+    const dy = uniform([2, 4, 5, 4], r2); // both paddings give 5×4 outputs
+    const attrs = { strides: [2, 2], pad, dataFormat: 'NCHW', dimRoundingMode: undefined } as unknown as tf.NamedAttrMap;
     const run = async (backend: 'cpu' | 'wasm') => {
       await initBackend(backend);
       const [xt, dyt, ft] = [x, dy, f].map((a) => tf.tensor(a.data, a.shape));
@@ -272,14 +296,16 @@ describe('matMul gradients equal the cpu kernels', () => {
       expect(relErr(got.data, ref.data), `batch ${ba}/${bb}`).toBeLessThan(TOL);
     }
   });
-  it('fused matMul with bias and relu, every transpose combination', async () => {
+  it('fused matMul with bias (relu and linear), every transpose combination', async () => {
     for (const [ta, tb] of combos) {
-      await expectSameGradients(
-        [mat(23, 31, ta), mat(31, 19, tb), uniform([19], r)],
-        (a, b, bias) =>
-          tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, transposeA: ta, transposeB: tb, bias, activation: 'relu' }),
-        `fused ta=${ta} tb=${tb}`,
-      );
+      for (const activation of ['relu', 'linear'] as const) {
+        await expectSameGradients(
+          [mat(23, 31, ta), mat(31, 19, tb), uniform([19], r)],
+          (a, b, bias) =>
+            tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, transposeA: ta, transposeB: tb, bias, activation }),
+          `fused ta=${ta} tb=${tb} ${activation}`,
+        );
+      }
     }
   });
 });
@@ -310,6 +336,36 @@ describe('pooling gradients equal the cpu kernels', () => {
   it.each(cases)('avgPool $size×$size stride $stride $pad', async ({ size, stride, pad }) => {
     await expectSameGradients([uniform([2, 9, 7, 3], r)], (x) => tf.avgPool(x as tf.Tensor4D, size, stride, pad), 'avg');
   });
+  it.each(cases)('avgPool $size×$size stride $stride $pad: the gradient is the derivative of the forward pass', async ({ size, stride, pad }) => {
+    // Direct computation: each output averages the valid inputs of its window, so each of them receives dy / count.
+    const shape = [2, 9, 7, 3] as const;
+    const x = uniform([...shape], r);
+    const info = tf.backend_util.computePool2DInfo([...shape], size, stride, 1, pad);
+    const dy = uniform([2, info.outHeight, info.outWidth, 3], rng(99));
+    const want = new Float32Array(x.data.length);
+    const [, h, w, c] = shape;
+    for (let n = 0; n < 2; n++)
+      for (let i = 0; i < info.outHeight; i++)
+        for (let j = 0; j < info.outWidth; j++) {
+          const r0 = i * stride - info.padInfo.top;
+          const c0 = j * stride - info.padInfo.left;
+          const rows = [...Array(size).keys()].map((a) => r0 + a).filter((v) => v >= 0 && v < h);
+          const cols = [...Array(size).keys()].map((b) => c0 + b).filter((v) => v >= 0 && v < w);
+          for (let d = 0; d < c; d++) {
+            const g = dy.data[((n * info.outHeight + i) * info.outWidth + j) * c + d]! / (rows.length * cols.length);
+            for (const rr of rows) for (const cc of cols) want[((n * h + rr) * w + cc) * c + d] += g;
+          }
+        }
+    for (const backend of ['wasm', 'cpu'] as const) {
+      await initBackend(backend);
+      const got = tf.tidy(() => {
+        const xt = tf.tensor4d(x.data, [...shape]);
+        return tf.grads((t: tf.Tensor) => tf.avgPool(t as tf.Tensor4D, size, stride, pad))([xt], tf.tensor(dy.data, dy.shape))[0]!;
+      });
+      expect(relErr(got.dataSync(), want), backend).toBeLessThan(TOL);
+      got.dispose();
+    }
+  });
 });
 
 describe('gradients of the other ops the layers use', () => {
@@ -336,6 +392,19 @@ describe('gradients of the other ops the layers use', () => {
         return tf.concat([tf.mean(y, [1, 2]).reshape([-1]), tf.sum(y, [0, 1]).reshape([-1]), tf.mean(y, 0).reshape([-1])]);
       },
       'batchnorm',
+    );
+  });
+  it('sum and mean over many rows (the pooled path) and over few rows (the loop)', async () => {
+    await expectSameGradients(
+      [uniform([8, 32, 32, 5], r)],
+      (x) =>
+        tf.concat([
+          tf.sum(tf.mul(x, x), [0, 1, 2]),
+          tf.mean(x, [0, 1, 2]),
+          tf.mean(x, [1, 2]).reshape([-1]),
+          tf.sum(x, [1]).reshape([-1]),
+        ]),
+      'large reductions',
     );
   });
   it('gather (UnsortedSegmentSum, missing on stock wasm)', async () => {

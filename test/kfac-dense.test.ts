@@ -295,6 +295,17 @@ describe('tensor hygiene', () => {
         if (step === 0) baseline = tf.memory().numTensors;
         else expect(tf.memory().numTensors).toBe(baseline);
       }
+      // snapshots and inverses are plain data: a structured clone (what a worker thread receives) works the same,
+      // and a restored checkpoint of the averages gives the same snapshot
+      for (const b of blocks) {
+        const snap = b.factors();
+        const clone = structuredClone(snap);
+        expect(clone).toEqual(snap);
+        expect(computeInverses(clone, 1e-2)).toEqual(computeInverses(snap, 1e-2));
+        const fresh = registerBlocks(model.layers, { conv, doublyFactored: { names: ['fc1'] } }).find((f) => f.name === b.name)!;
+        fresh.restore(structuredClone(b.state()));
+        expect(fresh.factors()).toEqual(snap);
+      }
       for (const b of blocks) b.dispose();
     }
     tf.dispose([x, ...grads.values()]);

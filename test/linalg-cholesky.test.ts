@@ -78,7 +78,8 @@ describe('spdInverse on random SPD matrices A = B·Bᵀ/n + εI', () => {
       const kappa = cond2(a, x, n);
       const bound = n * U * kappa;
       console.log(
-        `spdInverse n=${n}: cond2=${kappa.toFixed(1)} n·u·cond=${bound.toExponential(2)} max|AX−I|=${resid.toExponential(2)}`,
+        `spdInverse n=${n}: cond2=${kappa.toFixed(1)} n·u·cond=${bound.toExponential(2)} ` +
+          `max|AX−I|=${resid.toExponential(2)}`,
       );
       expect(bound).toBeLessThan(1e-10); // the chosen conditioning makes 1e-10 the right bound
       expect(resid).toBeLessThanOrEqual(1e-10);

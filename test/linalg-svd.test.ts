@@ -23,7 +23,14 @@ function norm(x: ArrayLike<number>): number {
 }
 
 /** max |A·v − σu| and max |Aᵀu − σv|. */
-function pairResidual(a: ArrayLike<number>, rows: number, cols: number, sigma: number, u: ArrayLike<number>, v: ArrayLike<number>): number {
+function pairResidual(
+  a: ArrayLike<number>,
+  rows: number,
+  cols: number,
+  sigma: number,
+  u: ArrayLike<number>,
+  v: ArrayLike<number>,
+): number {
   let r = 0;
   for (let i = 0; i < rows; i++) {
     let s = 0;

@@ -16,9 +16,13 @@
  *
  * The default request comes from the environment variable DKFAC_BACKEND when
  * `initBackend` gets no explicit (non-'auto') argument.
+ *
+ * `initBackend` also registers, for every backend, the corrected AvgPool gradient
+ * of avgpool-grad.ts (the one change it makes to the gradient registry).
  */
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
+import { registerAvgPoolGradFix } from './avgpool-grad';
 import { registerWasmTrainingFixes } from './wasm-fixes';
 import { importOptional, registerWebGpu, releaseWebGpu } from './webgpu';
 
@@ -72,6 +76,8 @@ export function resolveBackendRequest(req: BackendName = 'auto', env = process.e
  */
 export async function initBackend(req: BackendName = 'auto'): Promise<BackendInfo> {
   const requested = resolveBackendRequest(req);
+  // Backend-independent gradient correction (tfjs's AvgPool 'same' gradient divides border windows wrongly).
+  registerAvgPoolGradFix();
   if (current && current.requested === requested && tf.getBackend() === current.name) return current;
   if (requested !== 'auto') {
     current = { ...(await activate(requested)), requested };

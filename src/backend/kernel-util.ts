@@ -32,8 +32,8 @@ export function asTensor<R extends tf.Rank = tf.Rank>(info: tf.TensorInfo, backe
 
 /**
  * Run `fn` (which builds its result with tf ops) inside `tf.tidy` and return the
- * result as a kernel output: the data survives the tidy with exactly one
- * reference, which the engine takes over.
+ * result as a kernel output: the result's data gets one extra reference, which
+ * survives the tidy and which the engine takes over with the output.
  */
 export function compositeKernel(backend: KernelBackendArg, fn: () => tf.Tensor): tf.TensorInfo {
   let out: tf.TensorInfo | undefined;

@@ -7,17 +7,19 @@
  * registers, once, kernels for the 'wasm' backend only (other backends keep their
  * native kernels, and the gradient registry is left untouched):
  *
- * 1. `Conv2DBackpropFilter` (new) and `Conv2DBackpropInput` (replaced): each one
- *    forward convolution through XNNPACK (wasm-conv.ts). This covers the gradients
- *    of conv2d, fused.conv2d and conv2dTranspose, for any stride, 'same'/'valid'/
- *    explicit/numeric padding, NHWC and NCHW, dilation 1 (dilated convs have no
- *    gradient in tfjs at all).
+ * 1. `Conv2DBackpropFilter` (new: im2colᵀ on the wasm heap times dy, one XNNPACK
+ *    product) and `Conv2DBackpropInput` (replaced: forward convolutions with the
+ *    reversed filter, one per stride phase) (wasm-conv.ts). This covers the
+ *    gradients of conv2d, fused.conv2d and conv2dTranspose, for any stride,
+ *    'same'/'valid'/explicit/numeric padding, NHWC and NCHW, dilation 1 (tfjs has
+ *    no gradient for dilated convs at all).
  * 2. `BatchMatMul` and `_FusedMatMul`: transposed and batched products are
  *    rewritten into XNNPACK-eligible ones (wasm-matmul.ts).
  * 3. `MaxPoolGrad` and `AvgPoolGrad` (replaced): loops over the wasm heap, any
  *    window/stride/padding, with the cpu kernel's exact semantics (wasm-loops.ts).
  * 4. `Sum` and `Mean` (wrapped): reductions over leading/middle axes (bias
- *    gradients, batch-norm moments) as loops instead of transpose + reduce.
+ *    gradients, batch-norm moments) through XNNPACK average pooling or a loop,
+ *    instead of wasm's transpose + reduce.
  * 5. `UnsortedSegmentSum` (new): needed by the gradient of `tf.gather`.
  * 6. `Identity` and same-dtype `Cast`: share the data (as the cpu backend does)
  *    instead of copying it; the engine clones every tensor it saves for the

@@ -6,7 +6,8 @@
  *   128×32×32×32 input); 2×2/stride-2 windows get a branch-free path (~12–25 ms).
  * - `AvgPoolGrad`: wasm's kernel is a generic 3-D pooling loop (~180 ms there).
  * - `Sum` / `Mean` over axes that are not innermost (bias gradients, batch-norm
- *   moments, global average pooling): wasm transposes the whole input first.
+ *   moments, global average pooling): wasm transposes the whole input first
+ *   (large ones run as XNNPACK average pooling plus a small loop instead).
  * - `UnsortedSegmentSum`: missing on wasm; the gradient of `tf.gather` needs it.
  *
  * The loops read their inputs and write their output in place in wasm memory.
@@ -14,6 +15,7 @@
  * allocation may grow (and so detach) the wasm heap.
  */
 import * as tf from '@tensorflow/tfjs';
+import { asTensor, compositeKernel } from './kernel-util';
 
 /** The members of the wasm backend that heap kernels use. */
 interface HeapBackend {
@@ -201,7 +203,8 @@ export const maxPoolGradKernel: tf.KernelFunc = ({ inputs, backend, attrs }) => 
  * Average-pool gradient, NHWC: every input pixel of a window receives
  * dy / (filterHeight·filterWidth). Like tfjs's cpu and wasm kernels, the divisor
  * is the full window size even for windows cut by 'same' padding (tfjs's forward
- * avgPool divides those by the number of valid pixels instead).
+ * avgPool divides those by the number of valid pixels instead; avgpool-grad.ts
+ * corrects that at the gradient level, for every backend, relying on this contract).
  */
 export function avgPoolGradLoop(dy: Float32Array, dx: Float32Array, info: tf.backend_util.Conv2DInfo): void {
   const { batchSize: nb, inHeight: h, inWidth: w, inChannels: c, outHeight: ho, outWidth: wo } = info;
@@ -276,10 +279,25 @@ export function reduceMiddleLoop(
   }
 }
 
+/** From this many reduced rows on, a reduction runs through XNNPACK average pooling. */
+const POOL_MIN_ROWS = 256;
+
+/** The largest divisor of r in [8, 1024], or 0: the group size of the pooled reduction. */
+function poolGroup(r: number): number {
+  for (let g = Math.min(1024, r); g >= 8; g--) if (r % g === 0) return g;
+  return 0;
+}
+
 /**
- * Wrap wasm's Sum or Mean kernel: float32 reductions over one contiguous block
- * of axes that is not innermost run as a loop; everything else (innermost axes,
- * which wasm does well, other dtypes, scattered axes) goes to the original.
+ * Wrap wasm's Sum or Mean kernel. float32 reductions over one contiguous block of
+ * axes that is not innermost (bias gradients, batch-norm moments, global average
+ * pooling), viewing x as [outer, R, inner]:
+ * - R ≥ 256 with a divisor g in [8, 1024]: XNNPACK average pooling over groups
+ *   of g rows (memory-bound, ~4 ms for 4 M elements), then the mean of the R/g
+ *   group means by this same kernel: a hierarchical sum, accurate to ~1e-7;
+ * - otherwise a loop accumulating in float64.
+ * Everything else (innermost axes, which wasm does well; other dtypes; scattered
+ * axes) goes to the original kernel, which transposes first.
  */
 export function wrapReduction(original: tf.KernelFunc, kind: 'sum' | 'mean'): tf.KernelFunc {
   return (args) => {
@@ -293,6 +311,18 @@ export function wrapReduction(original: tf.KernelFunc, kind: 'sum' | 'mean'): tf
     const outShape = keepDims
       ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
       : x.shape.filter((_, i) => !axes.includes(i));
+    const scale = kind === 'mean' ? 1 / reduced : 1;
+    const g = reduced >= POOL_MIN_ROWS ? poolGroup(reduced) : 0;
+    if (g) {
+      return compositeKernel(args.backend, () => {
+        const groups = reduced / g;
+        const x4 = asTensor(x, args.backend).reshape([outer, groups, g, inner]) as tf.Tensor4D;
+        const means = tf.avgPool(x4, [1, g], [1, g], 'valid'); // [outer, groups, 1, inner]
+        let m = groups > 1 ? tf.mean(means.reshape([outer, groups, inner]), 1) : means;
+        if (kind === 'sum') m = tf.mul(m, reduced);
+        return m.reshape(outShape);
+      });
+    }
     const be = heap(args.backend);
     const out = be.makeOutput(outShape, 'float32');
     reduceMiddleLoop(
@@ -301,7 +331,7 @@ export function wrapReduction(original: tf.KernelFunc, kind: 'sum' | 'mean'): tf
       outer,
       reduced,
       inner,
-      kind === 'mean' ? 1 / reduced : 1,
+      scale,
     );
     return out;
   };

@@ -7,8 +7,8 @@
  * transpose flags, so every dense layer's backward pass hit the slow loop.
  *
  * The wrappers rewrite such products into XNNPACK-eligible ones:
- * - a transposed operand is transposed explicitly first; for Aᵀ·Bᵀ the cheaper of
- *   "transpose both inputs" and "(B·A)ᵀ" is used;
+ * - transposed operands: explicit transposes, either of the inputs or, when that
+ *   moves fewer elements, of the product computed the other way round (Cᵀ = op(B)ᵀ·op(A)ᵀ);
  * - a batched A times an unbatched B becomes one [B·M, K]×[K, N] product;
  * - other batched products with large enough matrices run as one XNNPACK
  *   product per batch element; tiny batched matrices keep the original loop.
@@ -60,9 +60,13 @@ function geometry(a: tf.TensorInfo, b: tf.TensorInfo, { transposeA, transposeB }
 }
 
 /**
- * A·B for 2-D (or batch-1) operands with explicit transposes, choosing for Aᵀ·Bᵀ
- * between transposing both inputs (k·m + n·k moves) and (B·A)ᵀ (m·n moves).
- * `mm` multiplies two untransposed operands.
+ * op(A)·op(B) for 2-D (or batch-1) operands through untransposed products only,
+ * choosing the cheaper of two rewrites by the elements moved (transposes) plus
+ * the elements XNNPACK packs (the right operand, on every call):
+ * - direct: transpose the flagged operands, then op(A)·op(B);
+ * - swapped: (op(B)ᵀ·op(A)ᵀ)ᵀ, where a flagged operand is already in the needed layout.
+ * E.g. a dense layer's input gradient dy·Wᵀ (m=128, k=256, n=4096) moves 0.6 M
+ * elements swapped instead of 2.1 M direct. `mm` multiplies untransposed operands.
  */
 function productUntransposed(
   a: tf.Tensor,
@@ -73,8 +77,10 @@ function productUntransposed(
   n: number,
   mm: (x: tf.Tensor, y: tf.Tensor) => tf.Tensor,
 ): tf.Tensor {
-  if (t.transposeA && t.transposeB && m * n < k * (m + n)) {
-    return swapLast2(mm(b, a));
+  const direct = (t.transposeA ? m * k : 0) + (t.transposeB ? k * n : 0) + k * n;
+  const swapped = (t.transposeB ? 0 : k * n) + (t.transposeA ? 0 : m * k) + k * m + m * n;
+  if (swapped < direct) {
+    return swapLast2(mm(t.transposeB ? b : swapLast2(b), t.transposeA ? a : swapLast2(a)));
   }
   return mm(t.transposeA ? swapLast2(a) : a, t.transposeB ? swapLast2(b) : b);
 }

@@ -24,7 +24,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { LayerInfo } from '../nn/layers';
 import { LinalgError, spdInverse, symEig } from '../linalg';
-import { ZeroDebiasedEma } from './ema';
+import { type EmaState, ZeroDebiasedEma } from './ema';
 import { assertFinite, KfacError } from './errors';
 import {
   type ConvGeometry,
@@ -215,6 +215,19 @@ function grad(grads: Grads, name: string, block: string): tf.Tensor {
   return g;
 }
 
+/** A block's moving averages (checkpoint form). */
+export interface BlockState {
+  name: string;
+  emas: EmaState[];
+  /** the Kronecker block's F̂ = scale·A⊗G factor */
+  scale?: number;
+}
+
+function restoreEmas(name: string, emas: ZeroDebiasedEma[], s: BlockState): void {
+  if (s.name !== name || s.emas.length !== emas.length) throw new Error(`K-FAC block ${name}: cannot restore the state of ${s.name}`);
+  emas.forEach((e, i) => e.load(s.emas[i]));
+}
+
 /** Throws KfacError(name, 'statistics') at the first non-finite entry of a batch's statistics. */
 export function checkStatsFinite(name: string, s: BlockStats): void {
   const arrays: [Float64Array, string][] =
@@ -303,6 +316,16 @@ export class KroneckerBlock {
 
   get steps(): number {
     return this.emaA.steps;
+  }
+
+  /** The moving averages, for checkpoints (structured-cloneable). */
+  state(): BlockState {
+    return { name: this.name, emas: [this.emaA.state(), this.emaG.state()], scale: this.scale };
+  }
+
+  restore(s: BlockState): void {
+    restoreEmas(this.name, [this.emaA, this.emaG], s);
+    this.scale = s.scale ?? this.scale;
   }
 
   /** The debiased factors. */
@@ -442,6 +465,14 @@ export class DoublyFactoredBlock {
     return this.emas[0].steps;
   }
 
+  state(): BlockState {
+    return { name: this.name, emas: this.emas.map((e) => e.state()) };
+  }
+
+  restore(s: BlockState): void {
+    restoreEmas(this.name, this.emas, s);
+  }
+
   factors(): DoublyFactoredSnapshot {
     return {
       kind: 'doubly-factored',
@@ -566,6 +597,14 @@ export class ScaleShiftBlock {
 
   get steps(): number {
     return this.ema.steps;
+  }
+
+  state(): BlockState {
+    return { name: this.name, emas: [this.ema.state()] };
+  }
+
+  restore(s: BlockState): void {
+    restoreEmas(this.name, [this.ema], s);
   }
 
   factors(): ScaleShiftSnapshot {

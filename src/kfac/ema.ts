@@ -43,15 +43,22 @@ export class ZeroDebiasedEma {
   }
 
   /** Serialisable state (checkpoints). */
-  state(): { decay: number; sum: Float64Array | null; weight: number; count: number } {
+  state(): EmaState {
     return { decay: this.decay, sum: this.sum && Float64Array.from(this.sum), weight: this.weight, count: this.count };
   }
 
-  static fromState(s: { decay: number; sum: Float64Array | null; weight: number; count: number }): ZeroDebiasedEma {
-    const e = new ZeroDebiasedEma(s.decay);
-    e.sum = s.sum && Float64Array.from(s.sum);
-    e.weight = s.weight;
-    e.count = s.count;
-    return e;
+  /** Restores a state written by `state()` (the decay must match). */
+  load(s: EmaState): void {
+    if (s.decay !== this.decay) throw new Error(`EMA state has decay ${s.decay}, this average uses ${this.decay}`);
+    this.sum = s.sum && Float64Array.from(s.sum);
+    this.weight = s.weight;
+    this.count = s.count;
   }
+}
+
+export interface EmaState {
+  decay: number;
+  sum: Float64Array | null;
+  weight: number;
+  count: number;
 }

@@ -201,18 +201,40 @@ export function extractPatches(x: tf.Tensor4D, g: ConvGeometry): tf.Tensor4D {
 }
 
 /**
- * Σ_t a_t per example, [M, kh·kw·Cin], WITHOUT materialising the patches: for each kernel offset (i, j) the strided
- * slice of the padded input that offset sees, summed over space (kh·kw small reductions), stacked in (kh, kw, Cin)
- * order.
+ * The [n, k] 0/1 matrix S with S[r, i] = 1 iff input row r is tap i of some output position along one axis:
+ * r = y·s + i − before for a y in [0, out) (rows in the zero padding are simply absent).
+ */
+function tapSelection(n: number, k: number, s: number, out: number, before: number): tf.Tensor2D {
+  const sel = new Float32Array(n * k);
+  for (let i = 0; i < k; i++) {
+    for (let y = 0; y < out; y++) {
+      const r = y * s + i - before;
+      if (r >= 0 && r < n) sel[r * k + i] = 1;
+    }
+  }
+  return tf.tensor2d(sel, [n, k]);
+}
+
+/**
+ * Σ_t a_t per example, [M, kh·kw·Cin], WITHOUT materialising the patches. Entry (i, j, c) is the sum over output
+ * positions of the padded input at rows i, i+s, …, i+s(Ho−1) and columns j, …, j+s(Wo−1) — a separable sum:
+ * Σ_r Σ_q S_h[r, i] S_w[q, j] x[n, r, q, c] with the tap-selection matrices S_h [H, kh] and S_w [W, kw] (zero
+ * padding contributes nothing). Two thin 2-D matrix products, no per-offset slices (those are slow on wasm).
  */
 export function patchSums(x: tf.Tensor4D, g: ConvGeometry): tf.Tensor2D {
   return tf.tidy(() => {
-    const { padded, Ho, Wo } = padInput(x, g);
-    const sums: tf.Tensor[] = [];
-    for (let i = 0; i < g.kernel[0]; i++) {
-      for (let j = 0; j < g.kernel[1]; j++) sums.push(tf.sum(tap(padded, i, j, Ho, Wo, g.strides), [1, 2]));
-    }
-    return (sums.length === 1 ? sums[0] : tf.concat(sums, 1)) as tf.Tensor2D;
+    const [M, H, W, C] = x.shape;
+    const [kh, kw] = g.kernel;
+    const ph = padding1d(H, kh, g.strides[0], g.padding);
+    const pw = padding1d(W, kw, g.strides[1], g.padding);
+    // contract W: [M, H, C, W] · S_w → [M, H, C, kw]
+    const xw = tf.reshape(tf.transpose(x, [0, 1, 3, 2]), [M * H * C, W]) as tf.Tensor2D;
+    const y = tf.matMul(xw, tapSelection(W, kw, g.strides[1], pw.out, pw.before));
+    // contract H: [M, C, kw, H] · S_h → [M, C, kw, kh]
+    const yh = tf.reshape(tf.transpose(tf.reshape(y, [M, H, C, kw]), [0, 2, 3, 1]), [M * C * kw, H]) as tf.Tensor2D;
+    const z = tf.matMul(yh, tapSelection(H, kh, g.strides[0], ph.out, ph.before));
+    // to the kernel's flatten order (kh, kw, Cin)
+    return tf.reshape(tf.transpose(tf.reshape(z, [M, C, kw, kh]), [0, 3, 2, 1]), [M, kh * kw * C]) as tf.Tensor2D;
   });
 }
 

@@ -18,7 +18,7 @@ import { gemmNT } from './kernel.js';
 
 /** Options of `cholesky` and `spdInverse`. */
 export interface CholeskyOptions {
-  /** Overwrite (and return) the input array instead of a copy. Default false. */
+  /** Overwrite and return the input array instead of a copy (after a thrown error it holds garbage). Default false. */
   inPlace?: boolean;
   /**
    * Relative pivot threshold: pivot j (the Schur complement dⱼ = L[j][j]²) must exceed `pivotTol · A[j][j]`,
@@ -27,19 +27,27 @@ export interface CholeskyOptions {
    * 0 gives LAPACK dpotrf's test (pivot ≤ 0 only).
    */
   pivotTol?: number;
-  /** Column-block width of the blocked algorithms (tuning knob; default 64). */
+  /** Column-block width of the blocked algorithms (tuning knob; default 32, the best of 16–128 measured here). */
   blockSize?: number;
 }
 
 const EPS = 2 ** -52;
-const DEFAULT_BLOCK = 64;
+const DEFAULT_BLOCK = 32;
 
 /**
  * rows [r0, r1) of w, columns J = [j0, j1):  w[i][j] ← (w[i][j] − Σ_{j0≤k<j} w[i][k]·w[j][k]) · invd[j], j ascending.
  * The triangle w[j][k] (j ∈ J, j0 ≤ k < j) is read from rows J, which must not be among the rows solved.
  * This is the triangular solve X·L_JJᵀ = B of both the Cholesky panel (phase 1) and the inverse (phase 2).
  */
-function solvePanelRows(w: Float64Array, n: number, r0: number, r1: number, j0: number, j1: number, invd: Float64Array): void {
+function solvePanelRows(
+  w: Float64Array,
+  n: number,
+  r0: number,
+  r1: number,
+  j0: number,
+  j1: number,
+  invd: Float64Array,
+): void {
   let i = r0;
   for (; i + 4 <= r1; i += 4) {
     const p0 = i * n;
@@ -97,7 +105,8 @@ function factorLowerInPlace(w: Float64Array, n: number, nb: number, pivotTol: nu
       let d = w[pj + j];
       for (let k = j0; k < j; k++) d -= w[pj + k] * w[pj + k];
       if (!(d > 0 && d > pivotTol * orig[j])) {
-        const why = d > 0 ? ` (≤ ${pivotTol.toExponential(2)}·A[j][j] = ${(pivotTol * orig[j]).toExponential(3)}: singular to working precision)` : '';
+        const limit = (pivotTol * orig[j]).toExponential(3);
+        const why = d > 0 ? ` (≤ ${pivotTol.toExponential(2)}·A[j][j] = ${limit}: singular to working precision)` : '';
         throw new LinalgError(
           'not-positive-definite',
           `matrix is not positive definite: Cholesky pivot ${j} is ${d}${why}`,
@@ -199,7 +208,12 @@ export function mirrorLowerToUpper(w: Float64Array, n: number): void {
   }
 }
 
-function resolve(a: Float64Array, n: number, opts: CholeskyOptions, what: string): { w: Float64Array; nb: number; tol: number } {
+function resolve(
+  a: Float64Array,
+  n: number,
+  opts: CholeskyOptions,
+  what: string,
+): { w: Float64Array; nb: number; tol: number } {
   if (!Number.isInteger(n) || n < 0) throw new LinalgError('dimension-mismatch', `${what}: bad order n = ${n}`, -1, n);
   checkLength(a, n * n, what);
   checkFinite(a, what, n);

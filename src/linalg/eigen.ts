@@ -1,12 +1,12 @@
 /**
  * Symmetric eigendecomposition A = V·diag(λ)·Vᵀ (row-major Float64Array, explicit n), by Householder reduction to
  * tridiagonal form and the implicit QL algorithm with Wilkinson-type shifts: the classic tred2/tql2 pair (Bowdler,
- * Martin, Reinsch, Wilkinson; EISPACK; JAMA), rewritten on one flat array.
- *
- * Layout: the algorithms are textbook-written on V[k][j] with k the row; here the working array holds Vᵀ (row j =
- * column j of V = the j-th eigenvector), which makes every O(n³) inner loop — the symmetric rank-2 updates, the
- * back-accumulation of the Householder reflectors and every Givens rotation of the QL sweeps — run over two
- * contiguous rows instead of two strided columns. The result is transposed once at the end.
+ * Martin, Reinsch, Wilkinson; EISPACK; JAMA), rewritten on flat arrays with the memory access of each phase made
+ * contiguous:
+ *   - tred2 works on Vᵀ (textbook V[k][j] is z[j][k]), so the symmetric matrix-vector products, the rank-2 updates
+ *     and the back-accumulation of the reflectors all run along rows, two rows per pass;
+ *   - tql2 works on V itself: the rotations of each QL sweep are recorded, then applied along each row of V with
+ *     the running entry carried in a register (one load and one store per entry and sweep).
  */
 import { checkFinite, checkLength, LinalgError } from './errors.js';
 
@@ -54,8 +54,33 @@ function tred2(z: Float64Array, n: number, d: Float64Array, e: Float64Array): vo
       d[i - 1] = f - g;
       for (let j = 0; j < i; j++) e[j] = 0;
 
-      // e = A·u over the leading i×i block (symmetric, lower triangle V[k][j], k ≥ j = row j of z).
-      for (let j = 0; j < i; j++) {
+      // e = A·u over the leading i×i block (symmetric, lower triangle V[k][j], k ≥ j = row j of z), two rows of z
+      // per pass so that each load of d[k] and each update of e[k] serves both.
+      let j = 0;
+      for (; j + 2 <= i; j += 2) {
+        const z0 = j * n;
+        const z1 = z0 + n;
+        const f0 = d[j];
+        const f1 = d[j + 1];
+        z[i * n + j] = f0;
+        z[i * n + j + 1] = f1;
+        let g0 = e[j] + z[z0 + j] * f0;
+        const v01 = z[z0 + j + 1];
+        g0 += v01 * f1;
+        e[j + 1] += v01 * f0;
+        let g1 = e[j + 1] + z[z1 + j + 1] * f1;
+        for (let k = j + 2; k < i; k++) {
+          const v0 = z[z0 + k];
+          const v1 = z[z1 + k];
+          const dk = d[k];
+          g0 += v0 * dk;
+          g1 += v1 * dk;
+          e[k] += v0 * f0 + v1 * f1;
+        }
+        e[j] = g0;
+        e[j + 1] = g1;
+      }
+      for (; j < i; j++) {
         const zj = j * n;
         f = d[j];
         z[i * n + j] = f;
@@ -74,8 +99,29 @@ function tred2(z: Float64Array, n: number, d: Float64Array, e: Float64Array): vo
       }
       const hh = f / (h + h);
       for (let j = 0; j < i; j++) e[j] -= hh * d[j];
-      // Rank-2 update A ← A − u·pᵀ − p·uᵀ of the lower triangle (row j of z, columns j..i-1).
-      for (let j = 0; j < i; j++) {
+      // Rank-2 update A ← A − u·pᵀ − p·uᵀ of the lower triangle (row j of z, columns j..i-1), two rows per pass.
+      // d[j] is replaced by the next step's vector only after every row that reads it is done.
+      j = 0;
+      for (; j + 2 <= i; j += 2) {
+        const z0 = j * n;
+        const z1 = z0 + n;
+        const f0 = d[j];
+        const g0 = e[j];
+        const f1 = d[j + 1];
+        const g1 = e[j + 1];
+        z[z0 + j] -= f0 * e[j] + g0 * d[j];
+        for (let k = j + 1; k < i; k++) {
+          const ek = e[k];
+          const dk = d[k];
+          z[z0 + k] -= f0 * ek + g0 * dk;
+          z[z1 + k] -= f1 * ek + g1 * dk;
+        }
+        d[j] = z[z0 + i - 1];
+        z[z0 + i] = 0;
+        d[j + 1] = z[z1 + i - 1];
+        z[z1 + i] = 0;
+      }
+      for (; j < i; j++) {
         const zj = j * n;
         f = d[j];
         g = e[j];
@@ -95,8 +141,26 @@ function tred2(z: Float64Array, n: number, d: Float64Array, e: Float64Array): vo
     z[zi + i] = 1;
     const h = d[i + 1];
     if (h !== 0) {
+      // Apply the reflector to rows 0..i of z: row j −= (w·row j)·w/h, with w = row i+1; two rows per pass.
       for (let k = 0; k <= i; k++) d[k] = z[zi1 + k] / h;
-      for (let j = 0; j <= i; j++) {
+      let j = 0;
+      for (; j + 2 <= i + 1; j += 2) {
+        const z0 = j * n;
+        const z1 = z0 + n;
+        let g0 = 0;
+        let g1 = 0;
+        for (let k = 0; k <= i; k++) {
+          const wk = z[zi1 + k];
+          g0 += wk * z[z0 + k];
+          g1 += wk * z[z1 + k];
+        }
+        for (let k = 0; k <= i; k++) {
+          const dk = d[k];
+          z[z0 + k] -= g0 * dk;
+          z[z1 + k] -= g1 * dk;
+        }
+      }
+      for (; j <= i; j++) {
         const zj = j * n;
         let g = 0;
         for (let k = 0; k <= i; k++) g += z[zi1 + k] * z[zj + k];
@@ -114,12 +178,15 @@ function tred2(z: Float64Array, n: number, d: Float64Array, e: Float64Array): vo
 }
 
 /**
- * Implicit QL iterations on the tridiagonal (d, e from tred2), applying every rotation to the rows of z (the
- * eigenvectors so far). On exit d holds the eigenvalues (unsorted) and row j of z the eigenvector of d[j].
+ * Implicit QL iterations on the tridiagonal (d, e from tred2), accumulating the rotations into v (row-major,
+ * column j = the j-th vector). On exit d holds the eigenvalues (unsorted) and column j of v the eigenvector of d[j].
+ * The rotations of one QL sweep are recorded first and then applied row by row (`applySweep`).
  */
-function tql2(z: Float64Array, n: number, d: Float64Array, e: Float64Array): void {
+function tql2(v: Float64Array, n: number, d: Float64Array, e: Float64Array): void {
   for (let i = 1; i < n; i++) e[i - 1] = e[i];
   e[n - 1] = 0;
+  const cs = new Float64Array(n);
+  const sn = new Float64Array(n);
 
   let f = 0;
   let tst1 = 0;
@@ -170,9 +237,10 @@ function tql2(z: Float64Array, n: number, d: Float64Array, e: Float64Array): voi
           c = p / r;
           p = c * d[i] - s * g;
           d[i + 1] = h + s * (c * g + s * d[i]);
-          // Rotate eigenvector rows i and i+1 (contiguous).
-          rotateRows(z, i * n, (i + 1) * n, n, c, s);
+          cs[i] = c;
+          sn[i] = s;
         }
+        applySweep(v, n, l, m, cs, sn);
         p = (-s * s2 * c3 * el1 * e[l]) / dl1;
         e[l] = s * p;
         d[l] = c * p;
@@ -183,25 +251,69 @@ function tql2(z: Float64Array, n: number, d: Float64Array, e: Float64Array): voi
   }
 }
 
-/** (x, y) ← (c·x − s·y, s·x + c·y) for rows x = z[px..px+n), y = z[py..py+n). */
-function rotateRows(z: Float64Array, px: number, py: number, n: number, c: number, s: number): void {
+/**
+ * Applies the rotations i = m−1, …, l of one QL sweep to columns l..m of every row of v: rotation i maps
+ * (v[k][i], v[k][i+1]) to (c·v[k][i] − s·v[k][i+1], s·v[k][i] + c·v[k][i+1]). Along a row the updated v[k][i+1]
+ * is carried in a register to the next rotation, so each entry is loaded and stored once (instead of twice per
+ * rotation pair), contiguously; four rows share each load of (c, s).
+ */
+function applySweep(v: Float64Array, n: number, l: number, m: number, cs: Float64Array, sn: Float64Array): void {
   let k = 0;
-  for (; k + 2 <= n; k += 2) {
-    const x0 = z[px + k];
-    const y0 = z[py + k];
-    const x1 = z[px + k + 1];
-    const y1 = z[py + k + 1];
-    z[py + k] = s * x0 + c * y0;
-    z[px + k] = c * x0 - s * y0;
-    z[py + k + 1] = s * x1 + c * y1;
-    z[px + k + 1] = c * x1 - s * y1;
+  for (; k + 4 <= n; k += 4) {
+    const r0 = k * n;
+    const r1 = r0 + n;
+    const r2 = r1 + n;
+    const r3 = r2 + n;
+    let t0 = v[r0 + m];
+    let t1 = v[r1 + m];
+    let t2 = v[r2 + m];
+    let t3 = v[r3 + m];
+    for (let i = m - 1; i >= l; i--) {
+      const c = cs[i];
+      const s = sn[i];
+      const x0 = v[r0 + i];
+      const x1 = v[r1 + i];
+      const x2 = v[r2 + i];
+      const x3 = v[r3 + i];
+      v[r0 + i + 1] = s * x0 + c * t0;
+      v[r1 + i + 1] = s * x1 + c * t1;
+      v[r2 + i + 1] = s * x2 + c * t2;
+      v[r3 + i + 1] = s * x3 + c * t3;
+      t0 = c * x0 - s * t0;
+      t1 = c * x1 - s * t1;
+      t2 = c * x2 - s * t2;
+      t3 = c * x3 - s * t3;
+    }
+    v[r0 + l] = t0;
+    v[r1 + l] = t1;
+    v[r2 + l] = t2;
+    v[r3 + l] = t3;
   }
-  if (k < n) {
-    const x0 = z[px + k];
-    const y0 = z[py + k];
-    z[py + k] = s * x0 + c * y0;
-    z[px + k] = c * x0 - s * y0;
+  for (; k < n; k++) {
+    const r0 = k * n;
+    let t0 = v[r0 + m];
+    for (let i = m - 1; i >= l; i--) {
+      const c = cs[i];
+      const s = sn[i];
+      const x0 = v[r0 + i];
+      v[r0 + i + 1] = s * x0 + c * t0;
+      t0 = c * x0 - s * t0;
+    }
+    v[r0 + l] = t0;
   }
+}
+
+/** Transpose of an n×n matrix in 32×32 tiles. */
+function transposeSquare(z: Float64Array, n: number): Float64Array {
+  const out = new Float64Array(n * n);
+  for (let i0 = 0; i0 < n; i0 += 32) {
+    const i1 = Math.min(n, i0 + 32);
+    for (let j0 = 0; j0 < n; j0 += 32) {
+      const j1 = Math.min(n, j0 + 32);
+      for (let i = i0; i < i1; i++) for (let j = j0; j < j1; j++) out[j * n + i] = z[i * n + j];
+    }
+  }
+  return out;
 }
 
 /**
@@ -222,17 +334,18 @@ export function symEig(a: Float64Array, n: number): SymEigResult {
   }
   const e = new Float64Array(n);
   tred2(z, n, values, e);
-  tql2(z, n, values, e);
+  // Q from z (rows = Q's columns) into textbook row-major layout for the QL sweeps.
+  const v = transposeSquare(z, n);
+  tql2(v, n, values, e);
 
-  // Sort ascending (stable order of equal values by index), transposing rows of z into columns of the result.
+  // Sort ascending (ties by index), permuting the columns.
   const order = Array.from({ length: n }, (_, i) => i).sort((p, q) => values[p] - values[q] || p - q);
   const sorted = new Float64Array(n);
-  const vectors = new Float64Array(n * n);
-  for (let j = 0; j < n; j++) {
-    const src = order[j];
-    sorted[j] = values[src];
-    const zs = src * n;
-    for (let k = 0; k < n; k++) vectors[k * n + j] = z[zs + k];
+  for (let j = 0; j < n; j++) sorted[j] = values[order[j]];
+  const vectors = z; // reuse: z is no longer needed
+  for (let k = 0; k < n; k++) {
+    const r = k * n;
+    for (let j = 0; j < n; j++) vectors[r + j] = v[r + order[j]];
   }
   return { values: sorted, vectors };
 }

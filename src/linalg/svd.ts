@@ -309,7 +309,10 @@ export function topSingularPair(a: Mat, rows: number, cols: number, opts: TopSin
   checkFinite(a, 'topSingularPair', cols);
   const init = opts.init;
   if (init !== undefined && init.length !== rows && init.length !== cols) {
-    throw new LinalgError('dimension-mismatch', `topSingularPair: init has length ${init.length}, expected ${cols} (v) or ${rows} (u)`);
+    throw new LinalgError(
+      'dimension-mismatch',
+      `topSingularPair: init has length ${init.length}, expected ${cols} (v) or ${rows} (u)`,
+    );
   }
   const u = new Float64Array(rows);
   const v = new Float64Array(cols);
@@ -338,7 +341,9 @@ export function topSingularPairs(
   opts: TopSingularOptions = {},
 ): SingularPairs {
   checkDims(rows, cols, 'topSingularPairs');
-  if (!Number.isInteger(batch) || batch < 0) throw new LinalgError('dimension-mismatch', `topSingularPairs: bad batch ${batch}`);
+  if (!Number.isInteger(batch) || batch < 0) {
+    throw new LinalgError('dimension-mismatch', `topSingularPairs: bad batch ${batch}`);
+  }
   checkLength(data, batch * rows * cols, 'topSingularPairs');
   checkFinite(data, 'topSingularPairs', cols);
   const init = opts.init;

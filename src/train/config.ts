@@ -3,6 +3,7 @@
  * values are errors that name the key.
  */
 import { z } from 'zod';
+import { KfacConfig } from '../kfac/optimizer';
 import { ModelConfig } from '../nn/zoo';
 import { DecaySchedule } from './update';
 
@@ -16,8 +17,8 @@ export const SgdConfig = z.strictObject({
 });
 export type SgdConfig = z.infer<typeof SgdConfig>;
 
-/** Optimizers known to the runner. K-FAC registers its schema here (src/kfac). */
-export const OptimizerConfig = z.discriminatedUnion('kind', [SgdConfig]);
+/** Optimizers known to the runner: SGD (with momentum) and K-FAC (src/kfac/optimizer.ts). */
+export const OptimizerConfig = z.discriminatedUnion('kind', [SgdConfig, KfacConfig]);
 export type OptimizerConfig = z.infer<typeof OptimizerConfig>;
 
 export const DataConfig = z.strictObject({

@@ -8,7 +8,9 @@ import type { BackendInfo } from '../backend';
 import type { Model } from '../nn/model';
 import { crossEntropy, errorCount } from '../nn/model';
 import { buildModel } from '../nn/zoo';
+import { kfacParts } from '../kfac/optimizer';
 import type { RunConfig } from './config';
+import { assignTensors, saveTensors, type TensorData } from './checkpoint';
 import { progressBar } from './progress';
 import { stopRequested } from './stop';
 import { gitInfo, machineInfo } from './provenance';
@@ -62,9 +64,14 @@ export interface OptimizerParts {
   momentum: number;
   weightDecay: number;
   /** called before each step with the batch (K-FAC: statistics, inverse refresh) */
-  observe?(model: Model, x: tf.Tensor4D, step: number): void;
+  observe?(model: Model, x: tf.Tensor4D, step: number, labels?: tf.Tensor1D): void;
   /** extra per-row CSV fields, e.g. inverse staleness */
   rowFields?(): Partial<CsvRow>;
+  /** numbers for the sidecar's summary at the end of the run */
+  summary?(): Record<string, number>;
+  /** the optimizer's own state for checkpoints (structured-cloneable), and its restore */
+  state?(): unknown;
+  restore?(state: unknown): void;
   dispose?(): void;
 }
 
@@ -86,6 +93,12 @@ registerOptimizer('sgd', (cfg, _model, data) => {
     momentum: o.momentum,
     weightDecay: o.weightDecay,
   };
+});
+
+registerOptimizer('kfac', (cfg, model, data) => {
+  const o = cfg.optimizer;
+  if (o.kind !== 'kfac') throw new Error('unreachable');
+  return kfacParts(o, model, { epochSize: data.epochSize, batchSize: cfg.batchSize, bnChunk: cfg.bnChunk, seed: cfg.seed });
 });
 
 export function makeOptimizer(cfg: RunConfig, model: Model, data: { epochSize: number }): OptimizerParts {
@@ -143,7 +156,7 @@ export class Trainer {
     const x = tf.tensor4d(batch.images, batch.shape);
     const y = tf.tensor1d(batch.labels, 'int32');
     try {
-      this.opt.observe?.(this.model, x, this.step);
+      this.opt.observe?.(this.model, x, this.step, y);
       const { loss, errors, grads, bnStats } = this.gradients(x, y);
       const lossV = loss.dataSync()[0];
       const errV = errors.dataSync()[0];
@@ -211,11 +224,44 @@ export class Trainer {
     return { loss: lossSum / n, error: errSum / n };
   }
 
+  /** Everything needed to continue this run bit for bit (see checkpoint.ts). */
+  state(): TrainerState {
+    return {
+      step: this.step,
+      params: saveTensors(this.model.params),
+      bnState: saveTensors(this.model.store.state),
+      velocity: saveTensors(this.momentum.velocity),
+      polyak: { avg: saveTensors(this.polyak.avg), steps: this.polyak.steps },
+      optimizer: this.opt.state?.(),
+    };
+  }
+
+  restore(s: TrainerState): void {
+    assignTensors(this.model.params, s.params, 'parameter');
+    assignTensors(this.model.store.state, s.bnState, 'batch-norm statistic');
+    this.momentum.restore(s.velocity);
+    this.polyak.restore(s.polyak.avg, s.polyak.steps);
+    if (s.optimizer !== undefined) {
+      if (!this.opt.restore) throw new Error('checkpoint has optimizer state but this optimizer keeps none');
+      this.opt.restore(s.optimizer);
+    }
+    this.step = s.step;
+  }
+
   dispose(): void {
     this.momentum.dispose();
     this.polyak.dispose();
     this.opt.dispose?.();
   }
+}
+
+export interface TrainerState {
+  step: number;
+  params: Map<string, TensorData>;
+  bnState: Map<string, TensorData>;
+  velocity: Map<string, TensorData>;
+  polyak: { avg: Map<string, TensorData>; steps: number };
+  optimizer?: unknown;
 }
 
 export interface RunContext {
@@ -280,6 +326,7 @@ export async function runTraining(cfg: RunConfig, ctx: RunContext): Promise<RunS
   let lastTest: { loss: number; error: number } | undefined;
   let status: RunSidecar['status'] = 'finished';
   let error: string | undefined;
+  let optSummary: Record<string, number> = {};
   try {
     for (let k = 1; k <= totalSteps; k++) {
       const batch = await stream.next(cfg.batchSize);
@@ -324,6 +371,7 @@ export async function runTraining(cfg: RunConfig, ctx: RunContext): Promise<RunS
   } finally {
     bar.stop();
     await stream.close();
+    optSummary = opt.summary?.() ?? {};
     trainer.dispose();
     model.dispose();
   }
@@ -336,6 +384,7 @@ export async function runTraining(cfg: RunConfig, ctx: RunContext): Promise<RunS
       wallSeconds: wall,
       secondsPerStep: wall / Math.max(1, trainer.step),
       finalTrainLoss: lastTrainLoss,
+      ...optSummary,
       ...(lastTest ? { finalTestLoss: lastTest.loss, finalTestError: lastTest.error } : {}),
     },
   });

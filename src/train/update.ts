@@ -104,6 +104,12 @@ export class MomentumUpdater {
     });
   }
 
+  /** Replaces the momentum buffers with saved values. */
+  restore(saved: Map<string, { shape: number[]; data: Float32Array }>): void {
+    this.dispose();
+    for (const [k, s] of saved) this.velocity.set(k, tf.variable(tf.tensor(s.data, s.shape), false));
+  }
+
   dispose(): void {
     for (const u of this.velocity.values()) u.dispose();
     this.velocity.clear();
@@ -144,6 +150,13 @@ export class PolyakAverage {
 
   get steps(): number {
     return this.count;
+  }
+
+  /** Replaces the averages with saved values. */
+  restore(saved: Map<string, { shape: number[]; data: Float32Array }>, steps: number): void {
+    this.dispose();
+    for (const [k, s] of saved) this.avg.set(k, tf.variable(tf.tensor(s.data, s.shape), false));
+    this.count = steps;
   }
 
   dispose(): void {
