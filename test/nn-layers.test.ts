@@ -90,7 +90,7 @@ describe('K-FAC capture: probes give the pre-activation derivatives', () => {
     const probes = names.map((n) => tf.zeros(shapes.get(n)!));
     const g = tf.grads((...ps: tf.Tensor[]) => loss(ps))(probes);
     // directional derivative along random directions: (L(p + h d) − L(p − h d)) / 2h against ⟨∂L/∂p, d⟩
-    const h = 3e-3;
+    const h = 1e-3;
     for (const seed of [1, 2, 3]) {
       const d = tf.tensor(rand(g[target].size, 100 + seed), shapes.get('conv2')!);
       const [fd, an] = tf.tidy(() => {
@@ -99,7 +99,7 @@ describe('K-FAC capture: probes give the pre-activation derivatives', () => {
         return [(loss(plus).dataSync()[0] - loss(minus).dataSync()[0]) / (2 * h), tf.sum(tf.mul(g[target], d)).dataSync()[0]];
       });
       expect(Math.abs(an)).toBeGreaterThan(1e-3);
-      expect(Math.abs(fd - an)).toBeLessThan(0.02 * Math.abs(an) + 2e-4);
+      expect(Math.abs(fd - an)).toBeLessThan(0.03 * Math.abs(an) + 3e-4);
       d.dispose();
     }
     tf.dispose([x, labels, ...probes, ...g]);
