@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --only models,backend,data,linalg]
+ * npm run bench [-- --only backend,models,data,linalg,kfac]
  *
  * Every speed figure of the project, measured in one run and printed as tables (ratios are what to compare: this
  * machine is noisy).
@@ -7,6 +7,7 @@
 import { benchBackend } from './backend';
 import { benchDataPipeline } from './data-pipeline';
 import { benchLinalg } from './linalg';
+import { benchKfac } from './kfac';
 import { benchModels } from './models';
 
 const sections: Record<string, () => Promise<unknown>> = {
@@ -14,6 +15,7 @@ const sections: Record<string, () => Promise<unknown>> = {
   models: () => benchModels(),
   data: () => benchDataPipeline(),
   linalg: () => benchLinalg(),
+  kfac: () => benchKfac(),
 };
 
 const onlyArg = process.argv.indexOf('--only');

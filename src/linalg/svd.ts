@@ -4,10 +4,10 @@
  * formed once in float64, so each iteration costs d² with d = min(rows, cols); when the top eigen-gap is small
  * the iterated matrix is repeatedly squared (see `topPairAt`). Convergence test: ‖G·x − λ·x‖ ≤ tol·λ.
  *
- * Deterministic: the start vector is the Gram column of largest diagonal entry (the direction of the longest
- * column/row of A, usually already close to the top singular vector) plus a small fixed pseudo-random part (so it
- * is never exactly orthogonal to the answer), unless `init` is given. The sign is normalised so that the
- * largest-magnitude entry of v is positive.
+ * Deterministic: the start vector is `init` if given (a guess for u or v, mapped to the iterated side), else the
+ * Gram column of largest diagonal entry (usually already close to the top singular vector); in both cases a small
+ * fixed pseudo-random part is added, so that it is never exactly orthogonal to the answer. The sign is normalised
+ * so that the largest-magnitude entry of v is positive.
  */
 import { checkFinite, checkLength, LinalgError } from './errors.js';
 import { gemmNT } from './kernel.js';

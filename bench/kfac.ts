@@ -1,0 +1,83 @@
+/**
+ * K-FAC's cost against SGD's, same model and batch, measured in one run:
+ *  - step time of SGD+momentum and of K-FAC (KFC and cheap conv factors) with inverses refreshed every 20 steps,
+ *    averaged over 20 steps so that one refresh is included, and the ratio K-FAC / SGD;
+ *  - the time to refresh every inverse of each quick model (float64 Cholesky on the CPU, this thread).
+ */
+import { initBackend } from '../src/backend';
+import { KfacOptimizer } from '../src/kfac/optimizer';
+import { KfacConfig } from '../src/kfac/optimizer';
+import { buildModel } from '../src/nn/zoo';
+import { parseConfig, RunConfig } from '../src/train/config';
+import { makeOptimizer, Trainer } from '../src/train/trainer';
+import { QUICK_MODELS } from './models';
+import * as tf from '@tensorflow/tfjs';
+
+function batchOf(bz: number, input: [number, number, number]) {
+  const per = input[0] * input[1] * input[2];
+  return {
+    images: new Float32Array(bz * per).map((_, i) => Math.sin(i * 0.37)),
+    labels: new Int32Array(bz).map((_, i) => i % 10),
+    shape: [bz, ...input] as [number, number, number, number],
+  };
+}
+
+export async function benchKfac(steps = 20) {
+  const backend = await initBackend();
+  const bz = 128;
+  const rows: Record<string, string | number>[] = [];
+  const cases = [QUICK_MODELS[0], QUICK_MODELS[1]];
+  for (const m of cases) {
+    const timings: Record<string, number> = {};
+    const optimizers: [string, object][] = [
+      ['sgd', { kind: 'sgd', lr: 0.01 }],
+      ['kfac-kfc', { kind: 'kfac', conv: 'kfc', inverseEvery: 20, damping: 0.1 }],
+      ['kfac-cheap', { kind: 'kfac', conv: 'cheap', inverseEvery: 20, damping: 0.1 }],
+      ['kfac-cheap stats32', { kind: 'kfac', conv: 'cheap', inverseEvery: 20, damping: 0.1, statsBatch: 32 }],
+    ];
+    for (const [name, opt] of optimizers) {
+      const cfg = parseConfig(
+        RunConfig,
+        { label: name, run: 'bench', method: name, batchSize: bz, examples: bz * steps, bnChunk: m.bnChunk, model: m.model, optimizer: opt },
+        'bench run',
+      );
+      const model = buildModel(cfg.model, m.input, 10, 0);
+      const tr = new Trainer(model, makeOptimizer(cfg, model, { epochSize: 60000 }), cfg, 0.99);
+      const b = batchOf(bz, m.input);
+      tr.trainStep(b); // warm-up (and K-FAC's first inverses)
+      const t0 = performance.now();
+      for (let i = 0; i < steps; i++) tr.trainStep(b);
+      timings[name] = (performance.now() - t0) / 1000 / steps;
+      tr.dispose();
+      model.dispose();
+    }
+    for (const [name, s] of Object.entries(timings)) {
+      rows.push({ model: m.name, batch: bz, optimizer: name, 's/step': s.toFixed(3), 'ratio to SGD': (s / timings.sgd).toFixed(2) });
+    }
+  }
+  console.log(`\n## K-FAC step time vs SGD (backend ${backend.name}, batch ${bz}, inverses every 20 steps, mean of ${steps} steps)`);
+  console.table(rows);
+
+  const inv: Record<string, string | number>[] = [];
+  for (const m of QUICK_MODELS) {
+    for (const conv of ['kfc', 'cheap'] as const) {
+      const model = buildModel(m.model, m.input, 10, 0);
+      const k = new KfacOptimizer(model, KfacConfig.parse({ kind: 'kfac', conv, damping: 0.1 }), m.bnChunk);
+      const x = tf.tensor4d(batchOf(32, m.input).images, [32, ...m.input]);
+      k.accumulateStatistics(x, undefined);
+      x.dispose();
+      const dims = k.snapshot().map((s) => ('dA' in s ? Math.max(s.dA, s.dG) : 0));
+      const t0 = performance.now();
+      k.refreshInverses();
+      const s = (performance.now() - t0) / 1000;
+      inv.push({ model: m.name, conv, blocks: k.blocks.length, 'largest factor': Math.max(...dims), 'refresh all inverses (s)': s.toFixed(3) });
+      k.dispose();
+      model.dispose();
+    }
+  }
+  console.log('\n## Time to refresh every inverse of each quick model (float64 Cholesky, one thread)');
+  console.table(inv);
+  return { rows, inv };
+}
+
+if (process.argv[1]?.endsWith('kfac.ts')) await benchKfac();
