@@ -9,7 +9,7 @@ import { Command } from 'commander';
 import { addCommonOptions } from './cli-options';
 import { generateReports } from '../reports/cli';
 import { installStopHandlers } from '../src/train/stop';
-import { type CommonOptions, prepare, readTuned, trainRuns } from './common';
+import { type CommonOptions, prepare, readTuned, trainRuns, tunedPath } from './common';
 import { loadExperiments } from './registry';
 import { exitWithError } from './errors';
 
@@ -32,11 +32,14 @@ async function main(argv: string[]) {
     installStopHandlers();
     const p = await prepare(name, o);
     const tuned = readTuned(p.root, p.experiment, p.profileName);
-    console.log(
-      tuned
-        ? `SGD+BN baselines: tuned settings from ${join(p.root, 'grid', name, 'best.json')}`
-        : 'SGD+BN baselines: profile defaults (run `npm run grid` to tune them)',
-    );
+    for (const method of p.experiment.tunable ?? ['sgd+bn']) {
+      const t = tuned[method];
+      console.log(
+        t
+          ? `${method} baselines: tuned settings from ${tunedPath(p.root, name, method)}`
+          : `${method} baselines: profile defaults (run \`npm run grid -- ${name} --method ${method}\` to tune them)`,
+      );
+    }
     let runs = p.experiment.runs(p.profile, tuned);
     if (o.only) {
       const want = new Set(o.only.split(','));
@@ -45,7 +48,9 @@ async function main(argv: string[]) {
       runs = runs.filter((r) => want.has(r.run));
     }
     const dir = join(p.root, name);
-    const summaries = await trainRuns(p, runs, dir, { tunedFrom: tuned ? tuned.summaryCsv : null });
+    const tunedFrom = Object.fromEntries(Object.entries(tuned).map(([m, t]) => [m, t?.summaryCsv]));
+    const summaries = await trainRuns(p, runs, dir, { tunedFrom });
+    await p.data.close();
     console.log(`\nresults: ${dir}/ (${summaries.map((s) => `${s.run}.csv`).join(', ')})`);
     if (o.report) {
       const r = await generateReports({ resultsRoot: p.root, only: [p.experiment.figure], log: () => {} });

@@ -66,12 +66,21 @@ export function resultsRoot(opts: Pick<CommonOptions, 'results'>): string {
   return resolve(opts.results ?? process.env.DKFAC_RESULTS ?? join(REPO_ROOT, 'results'));
 }
 
-/** The grid's choice of baseline settings for this experiment and profile, if the grid has been run. */
-export function readTuned(root: string, e: Experiment, profile: string): TunedSettings | null {
-  const p = join(root, 'grid', e.name, 'best.json');
-  if (!existsSync(p)) return null;
-  const t = JSON.parse(readFileSync(p, 'utf8')) as TunedSettings;
-  return t.profile === profile ? t : null;
+/** Where the grid writes its choice for one baseline method. */
+export function tunedPath(root: string, experiment: string, method: string): string {
+  return join(root, 'grid', experiment, `best-${method}.json`);
+}
+
+/** The grid's choices of baseline settings for this experiment and profile, by method, where the grid has been run. */
+export function readTuned(root: string, e: Experiment, profile: string): Partial<Record<string, TunedSettings>> {
+  const out: Partial<Record<string, TunedSettings>> = {};
+  for (const method of e.tunable ?? ['sgd+bn']) {
+    const p = tunedPath(root, e.name, method);
+    if (!existsSync(p)) continue;
+    const t = JSON.parse(readFileSync(p, 'utf8')) as TunedSettings;
+    if (t.profile === profile) out[method] = t;
+  }
+  return out;
 }
 
 export interface Prepared {

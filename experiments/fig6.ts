@@ -41,7 +41,7 @@ const Profile = z.strictObject({
 });
 type Profile = z.infer<typeof Profile>;
 
-function lrFor(p: Profile, bz: number, tuned: TunedSettings | null): { lr: number; rbz: number; tuned: boolean } {
+function lrFor(p: Profile, bz: number, tuned: TunedSettings | undefined): { lr: number; rbz: number; tuned: boolean } {
   const t = tuned?.best[String(bz)];
   if (t) return { lr: t.lr, rbz: t.rbz ?? p.sgd.rbz, tuned: true };
   const lr = p.sgd.lr[String(bz)];
@@ -118,7 +118,7 @@ export const fig6 = defineExperiment({
     return p.batchSizes.flatMap((bz) => {
       const out = [];
       if (p.methods.includes('sgd+bn')) {
-        const s = lrFor(p, bz, tuned);
+        const s = lrFor(p, bz, tuned['sgd+bn']);
         out.push(sgdRun(p, bz, s.lr, s.rbz));
       }
       if (p.methods.includes('kfac')) out.push(kfacRun(p, bz));
@@ -126,4 +126,5 @@ export const fig6 = defineExperiment({
     });
   },
   baseline: (p, pt) => sgdRun(p, pt.batchSize, pt.lr, pt.rbz ?? p.sgd.rbz),
+  batchSizes: (p) => p.batchSizes,
 });

@@ -17,15 +17,12 @@ import { writeJsonAtomic } from '../src/train/results';
 import type { RunSidecar } from '../src/train/schema';
 import { ConfigError } from '../src/train/config';
 import { addCommonOptions } from './cli-options';
-import { type CommonOptions, getExperiment, REPO_ROOT, resolveProfile, resultsRoot } from './common';
+import { type CommonOptions, getExperiment, REPO_ROOT, resolveProfile, resultsRoot, tunedPath } from './common';
 import { exitWithError } from './errors';
 import type { TunedSettings } from './registry';
 
-export interface GridPoint {
-  batchSize: number;
-  lr: number;
-  rbz?: number;
-}
+export type { GridPoint } from './registry';
+import type { GridPoint } from './registry';
 
 function numbers(flag: string, s: string | undefined): number[] | undefined {
   if (s === undefined) return undefined;
@@ -35,19 +32,20 @@ function numbers(flag: string, s: string | undefined): number[] | undefined {
   return xs;
 }
 
-export function gridPoints(batches: number[], lrs: number[], rbzs: (number | undefined)[]): GridPoint[] {
+export function gridPoints(method: string, batches: number[], lrs: number[], rbzs: (number | undefined)[]): GridPoint[] {
   const out: GridPoint[] = [];
   for (const batchSize of batches)
     for (const lr of lrs)
       for (const rbz of rbzs) {
         if (rbz !== undefined && rbz > batchSize) continue;
-        out.push({ batchSize, lr, rbz });
+        out.push({ method, batchSize, lr, rbz });
       }
   return out;
 }
 
 export function pointId(p: GridPoint): string {
-  return `bz${p.batchSize}-lr${p.lr}${p.rbz !== undefined ? `-rbz${p.rbz}` : ''}`;
+  const m = p.method && p.method !== 'sgd+bn' ? `${p.method}-` : '';
+  return `${m}bz${p.batchSize}-lr${p.lr}${p.rbz !== undefined ? `-rbz${p.rbz}` : ''}`;
 }
 
 /** Mean training loss over the last `frac` of a run's rows: the tuning metric (Figure 6 is about training loss). */
@@ -81,23 +79,27 @@ async function main(argv: string[]) {
       .argument('<experiment>')
       .option('--lr <list>', 'initial learning rates, comma-separated', '0.01,0.03,0.1')
       .option('--rbz <list>', 'batch-norm chunk sizes (the paper: 32 standard, 128/256 improved)')
+      .option('--method <name>', "baseline to tune (default: the experiment's first, sgd+bn)")
       .option('--batch <list>', "batch sizes (default: the profile's)")
       .option('--jobs <n>', 'grid points trained at once', String(Math.min(2, availableParallelism()))),
-  ).action(async (name: string, o: CommonOptions & { lr: string; rbz?: string; batch?: string; jobs: string }) => {
+  ).action(async (name: string, o: CommonOptions & { lr: string; rbz?: string; batch?: string; jobs: string; method?: string }) => {
     const e = await getExperiment(name);
-    if (!e.baseline) throw new ConfigError(`experiment ${name} has no SGD+BN baseline to tune`);
-    const profile = resolveProfile(e, o.profile, o.set) as { batchSizes: number[] };
-    const batches = numbers('batch', o.batch) ?? profile.batchSizes;
+    const tunable = e.tunable ?? ['sgd+bn'];
+    if (!e.baseline || !e.batchSizes) throw new ConfigError(`experiment ${name} has no baseline to tune`);
+    const method = o.method ?? tunable[0];
+    if (!tunable.includes(method)) throw new ConfigError(`--method: experiment ${name} tunes ${tunable.join(', ')}, not '${method}'`);
+    const profile = resolveProfile(e, o.profile, o.set);
+    const batches = numbers('batch', o.batch) ?? e.batchSizes(profile);
     const lrs = numbers('lr', o.lr)!;
     const rbzs: (number | undefined)[] = numbers('rbz', o.rbz) ?? [undefined];
     const jobs = Math.max(1, Math.floor(Number(o.jobs)));
     if (!Number.isFinite(jobs)) throw new ConfigError(`--jobs: '${o.jobs}' is not a number`);
-    const points = gridPoints(batches, lrs, rbzs);
+    const points = gridPoints(method, batches, lrs, rbzs);
     const root = resultsRoot(o);
     const dir = join(root, 'grid', name);
     const runsDir = join(dir, 'runs');
     mkdirSync(runsDir, { recursive: true });
-    console.log(`grid ${name} (${o.profile}): ${points.length} points, ${jobs} at a time → ${runsDir}`);
+    console.log(`grid ${name} ${method} (${o.profile}): ${points.length} points, ${jobs} at a time → ${runsDir}`);
     const bar = progressBar(`grid ${name}`, points.length, 'points');
     let done = 0;
     const failures: string[] = [];
@@ -130,7 +132,7 @@ async function main(argv: string[]) {
         run: id,
       });
     }
-    const summaryCsv = join(dir, 'summary.csv');
+    const summaryCsv = join(dir, `summary-${method}.csv`);
     writeFileSync(summaryCsv, stringify(rows, { header: true }));
     const best: TunedSettings['best'] = {};
     for (const r of rows) {
@@ -140,11 +142,18 @@ async function main(argv: string[]) {
         best[k] = { lr: r.lr as number, rbz: r.rbz === '' ? undefined : (r.rbz as number), value: r.final_train_loss as number, run: r.run as string };
       }
     }
-    const tuned: TunedSettings = { experiment: name, profile: o.profile, metric: 'final_train_loss (mean of the last 20 % of rows)', best, summaryCsv: `results/grid/${name}/summary.csv` };
-    writeJsonAtomic(join(dir, 'best.json'), tuned);
+    const tuned: TunedSettings = {
+      experiment: name,
+      profile: o.profile,
+      method,
+      metric: 'final_train_loss (mean of the last 20 % of rows)',
+      best,
+      summaryCsv: `results/grid/${name}/summary-${method}.csv`,
+    };
+    writeJsonAtomic(tunedPath(root, name, method), tuned);
     console.log(stringify(rows, { header: true, delimiter: '\t' }));
     for (const [bz, b] of Object.entries(best)) console.log(`best for bz${bz}: lr ${b.lr}${b.rbz ? ` rbz ${b.rbz}` : ''} (train loss ${b.value.toFixed(4)})`);
-    console.log(`summary: ${summaryCsv}\nbest settings: ${join(dir, 'best.json')}`);
+    console.log(`summary: ${summaryCsv}\nbest settings: ${tunedPath(root, name, method)}`);
     if (failures.length) {
       console.error(`${failures.length} grid point(s) failed:\n  ${failures.join('\n  ')}`);
       process.exitCode = 1;

@@ -5,10 +5,11 @@
 import type { z } from 'zod';
 import type { DataConfig, RunConfigInput } from '../src/train/config';
 
-/** Baseline settings chosen by the tuning grid, by batch size (results/grid/<experiment>/best.json). */
+/** Baseline settings chosen by the tuning grid, by batch size (results/grid/<experiment>/best-<method>.json). */
 export interface TunedSettings {
   experiment: string;
   profile: string;
+  method: string;
   /** metric minimised to pick the best setting */
   metric: string;
   best: Record<string, { lr: number; rbz?: number; value: number; run: string }>;
@@ -23,10 +24,21 @@ export interface Experiment<S extends z.ZodType = z.ZodType> {
   schema: S;
   profiles: { quick: z.input<S>; paper: z.input<S> };
   data(p: z.infer<S>): z.input<typeof DataConfig>;
-  /** every run of the figure (the grid uses `baseline` to tune the SGD+BN runs) */
-  runs(p: z.infer<S>, tuned: TunedSettings | null): RunConfigInput[];
-  /** the SGD+BN run for one grid point */
-  baseline?(p: z.infer<S>, point: { batchSize: number; lr: number; rbz?: number }): RunConfigInput;
+  /** every run of the figure; `tuned` holds the grid's choices by baseline method (absent where not run) */
+  runs(p: z.infer<S>, tuned: Partial<Record<string, TunedSettings>>): RunConfigInput[];
+  /** baseline methods the grid can tune (default ['sgd+bn']) */
+  tunable?: string[];
+  /** the baseline run for one grid point */
+  baseline?(p: z.infer<S>, point: GridPoint): RunConfigInput;
+  /** the batch sizes the grid tunes by default */
+  batchSizes?(p: z.infer<S>): number[];
+}
+
+export interface GridPoint {
+  method?: string;
+  batchSize: number;
+  lr: number;
+  rbz?: number;
 }
 
 const registry = new Map<string, Experiment>();
@@ -38,5 +50,6 @@ export function defineExperiment<S extends z.ZodType>(e: Experiment<S>): Experim
 
 export async function loadExperiments(): Promise<Map<string, Experiment>> {
   await import('./fig6');
+  await import('./updates');
   return registry;
 }

@@ -4,8 +4,9 @@
  */
 import type { FigureSpec } from '../types';
 import { fig6 } from './fig6';
+import { updatesFigure } from './updates';
 
-export const FIGURES: FigureSpec[] = [fig6];
+export const FIGURES: FigureSpec[] = [fig6, updatesFigure];
 
 /** Looks a figure up by id; an unknown id is an error listing the known ones. */
 export function figureById(id: string): FigureSpec {
