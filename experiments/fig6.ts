@@ -3,8 +3,8 @@
  * plotted against training examples consumed: training cross-entropy and training error. The claim: K-FAC's
  * per-example progress stays nearly constant as the batch grows, while SGD+BN loses data efficiency beyond B.
  *
- * quick: GoogLeNet scaled in width and depth on 28×28 Fashion-MNIST (a fixed 12,000-example training set, so results do
- * not depend on which copy of the data was found), B = 32. paper: full GoogLeNet on an ImageNet folder at 224×224.
+ * quick: GoogLeNet scaled in width and depth on 28×28 Fashion-MNIST (the first 12,000 training examples of the copy
+ * found: all of the embedded subset), B = 32. paper: full GoogLeNet on an ImageNet folder at 224×224.
  */
 import { z } from 'zod';
 import { DataConfig } from '../src/train/config';

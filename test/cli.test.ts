@@ -1,0 +1,62 @@
+/**
+ * The experiment CLI as a user meets it: bad input stops before any training with one clear line naming the problem
+ * and a non-zero exit, and nothing is written.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const root = join(import.meta.dirname, '..');
+
+function exp(args: string[]) {
+  const results = mkdtempSync(join(tmpdir(), 'dkfac-cli-'));
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'experiments', 'cli.ts'), ...args, '--results', results], {
+    cwd: root,
+    encoding: 'utf8',
+    env: { ...process.env, DKFAC_QUIET: '1' },
+    timeout: 120_000,
+  });
+  return { code: r.status, stderr: r.stderr, stdout: r.stdout, results };
+}
+
+describe('experiment CLI', () => {
+  it('rejects an unknown profile key, naming it, before any work', () => {
+    const r = exp(['run', 'fig6', '--set', 'lerning_rate=0.1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error: invalid fig6 profile 'quick'/);
+    expect(r.stderr).toMatch(/lerning_rate/);
+    expect(existsSync(join(r.results, 'fig6'))).toBe(false);
+  });
+
+  it('rejects an impossible value, naming the key', () => {
+    const r = exp(['run', 'fig6', '--set', 'examples=-5']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/examples/);
+  });
+
+  it('rejects an unknown experiment and an unknown profile', () => {
+    expect(exp(['run', 'fig99']).stderr).toMatch(/unknown experiment 'fig99' \(known: .*fig6/);
+    expect(exp(['run', 'fig6', '--profile', 'fast']).stderr).toMatch(/unknown profile 'fast'/);
+  });
+
+  it('names the missing file of a data directory given explicitly', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dkfac-nodata-'));
+    const r = exp(['run', 'fig6', '--data-dir', dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error: .*train-images-idx3-ubyte/);
+    expect(existsSync(join(r.results, 'fig6'))).toBe(false);
+  });
+
+  it('names a corrupt data file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dkfac-baddata-'));
+    mkdirSync(dir, { recursive: true });
+    for (const f of ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte']) {
+      writeFileSync(join(dir, f), Buffer.from([0, 0, 8, 3, 0, 0, 0, 5]));
+    }
+    const r = exp(['run', 'fig6', '--data-dir', dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error: .*idx3-ubyte: .*truncated/);
+  });
+});
