@@ -158,3 +158,31 @@ describe('trainer', () => {
     expect(side.summary.steps).toBe(50);
   });
 });
+
+describe('clean stop', () => {
+  it('a stop request ends the run after the current step with its last row written and status stopped', async () => {
+    const { requestStop, clearStop } = await import('../src/train/stop');
+    const data = await openTrainData({ name: 'fashion-mnist', dataDir: undefined, download: false, trainSubset: 500 });
+    const dir = mkdtempSync(join(tmpdir(), 'dkfac-stop-'));
+    const cfg = parseConfig(RunConfig, { ...base, run: 'stopped', examples: 1600, batchSize: 16, logEvery: 100, evals: 0 }, 'run');
+    const real = data.train.bind(data);
+    let calls = 0;
+    // ask for the stop while the 3rd batch is being fetched, as a Ctrl-C would arrive mid-run
+    const wrapped = { ...data, train: (seed: number) => {
+      const s = real(seed);
+      return { ...s, epochSize: s.epochSize, height: s.height, width: s.width, channels: s.channels, numClasses: s.numClasses,
+        next: async (n: number) => { if (++calls === 3) requestStop('test'); return s.next(n); }, close: () => s.close() };
+    } };
+    try {
+      const s = await runTraining(cfg, { experiment: 'test', profile: 'test', resultsDir: dir, backend: { name: 'wasm', requested: 'wasm', version: '', detail: '' }, data: wrapped });
+      expect(s.status).toBe('stopped');
+      expect(s.steps).toBe(3);
+      const lines = readFileSync(s.csvPath, 'utf8').trim().split('\n');
+      expect(lines.length).toBe(2);
+      expect(lines[1].split(',')[0]).toBe('3');
+      expect(JSON.parse(readFileSync(s.sidecarPath, 'utf8')).status).toBe('stopped');
+    } finally {
+      clearStop();
+    }
+  });
+});

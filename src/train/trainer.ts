@@ -337,7 +337,8 @@ export async function runTraining(cfg: RunConfig, ctx: RunContext): Promise<RunS
       errAcc += r.errors;
       nAcc += batch.labels.length;
       const isEval = evalAt.has(k);
-      if (k % cfg.logEvery === 0 || isEval) {
+      // a stop request also closes the interval, so the CSV ends at the last step trained
+      if (k % cfg.logEvery === 0 || isEval || stopRequested()) {
         lastTrainLoss = lossAcc / nAcc;
         const row: CsvRow = {
           step: k,
