@@ -6,7 +6,7 @@
  * batch size in results/grid/<experiment>/best.json, which the experiment then uses for its baseline runs.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -41,6 +41,14 @@ export function gridPoints(method: string, batches: number[], lrs: number[], rbz
         out.push({ method, batchSize, lr, rbz });
       }
   return out;
+}
+
+/** Orders run files by batch size, then learning rate, then chunk size (numerically). */
+function byPoint(a: string, b: string): number {
+  const key = (n: string) => (n.match(/[\d.]+/g) ?? []).map(Number);
+  const [x, y] = [key(a), key(b)];
+  for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0);
+  return a.localeCompare(b);
 }
 
 export function pointId(p: GridPoint): string {
@@ -114,23 +122,28 @@ async function main(argv: string[]) {
       }),
     );
     bar.stop();
+    // The summary covers every point of this method and profile run so far (earlier invocations included), so the
+    // grid can be extended, e.g. with a larger learning rate when the best one sits at the edge.
     const rows: Record<string, string | number>[] = [];
-    for (const p of points) {
-      const id = pointId(p);
-      const side = join(runsDir, `${id}.json`);
-      const csv = join(runsDir, `${id}.csv`);
-      const sc = existsSync(side) ? (JSON.parse(readFileSync(side, 'utf8')) as RunSidecar) : null;
-      const value = sc?.status === 'finished' && existsSync(csv) ? finalTrainLoss(csv) : NaN;
+    for (const f of readdirSync(runsDir).filter((n) => n.endsWith('.json')).sort(byPoint)) {
+      const sc = JSON.parse(readFileSync(join(runsDir, f), 'utf8')) as RunSidecar;
+      const pt = (sc.config as { notes?: { gridPoint?: GridPoint } }).notes?.gridPoint;
+      if (!pt || (pt.method ?? 'sgd+bn') !== method || sc.profile !== o.profile) continue;
+      const csv = join(runsDir, f.replace(/\.json$/, '.csv'));
+      const value = sc.status === 'finished' && existsSync(csv) ? finalTrainLoss(csv) : NaN;
       rows.push({
-        batch_size: p.batchSize,
-        lr: p.lr,
-        rbz: p.rbz ?? '',
-        status: sc?.status ?? 'missing',
+        batch_size: pt.batchSize,
+        lr: pt.lr,
+        rbz: pt.rbz ?? '',
+        status: sc.status,
         final_train_loss: Number.isFinite(value) ? value : '',
-        final_test_error: sc?.summary?.finalTestError ?? '',
-        seconds_per_step: sc?.summary?.secondsPerStep ?? '',
-        run: id,
+        final_test_error: sc.summary?.finalTestError ?? '',
+        seconds_per_step: sc.summary?.secondsPerStep ?? '',
+        run: pointId(pt),
       });
+    }
+    for (const p of points) {
+      if (!rows.some((r) => r.run === pointId(p))) rows.push({ batch_size: p.batchSize, lr: p.lr, rbz: p.rbz ?? '', status: 'missing', final_train_loss: '', final_test_error: '', seconds_per_step: '', run: pointId(p) });
     }
     const summaryCsv = join(dir, `summary-${method}.csv`);
     writeFileSync(summaryCsv, stringify(rows, { header: true }));

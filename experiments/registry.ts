@@ -32,6 +32,11 @@ export interface Experiment<S extends z.ZodType = z.ZodType> {
   baseline?(p: z.infer<S>, point: GridPoint): RunConfigInput;
   /** the batch sizes the grid tunes by default */
   batchSizes?(p: z.infer<S>): number[];
+  /**
+   * Trains the runs itself (e.g. through the distributed runtime) instead of the single-process loop. Gets the
+   * prepared context, the validated profile's runs (already filtered by --only) and the results directory.
+   */
+  train?(p: import('./common').Prepared, runIds: Set<string>, dir: string): Promise<{ run: string; status: string }[]>;
 }
 
 export interface GridPoint {
@@ -51,5 +56,6 @@ export function defineExperiment<S extends z.ZodType>(e: Experiment<S>): Experim
 export async function loadExperiments(): Promise<Map<string, Experiment>> {
   await import('./fig6');
   await import('./updates');
+  await import('./fig2');
   return registry;
 }

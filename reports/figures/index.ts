@@ -3,10 +3,11 @@
  * page and the claims table pick it up.
  */
 import type { FigureSpec } from '../types';
+import { fig2Figure } from './fig2';
 import { fig6 } from './fig6';
 import { updatesFigure } from './updates';
 
-export const FIGURES: FigureSpec[] = [fig6, updatesFigure];
+export const FIGURES: FigureSpec[] = [fig2Figure, fig6, updatesFigure];
 
 /** Looks a figure up by id; an unknown id is an error listing the known ones. */
 export function figureById(id: string): FigureSpec {

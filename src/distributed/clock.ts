@@ -1,0 +1,73 @@
+/**
+ * The simulated cluster clock: a small discrete-event model of the paper's setup (section 6: N GPUs as gradient
+ * workers, one stats worker, inverses on M CPU threads, the parameter server on the CPU), fed with the measured cost of
+ * each role. It lets a 2-vCPU machine report what the step time would be with every role on its own hardware.
+ *
+ * One step k, starting at simulated time t_k:
+ *   compute   C_k = max( max_i g_{k,i},  s_k )      the N gradient shards and the stats batch run in parallel; the
+ *                                                   synchronous-SGD barrier waits for the slowest of them
+ *   inverses  an inverse job submitted at simulated time t_sub (right after a step's compute phase) finishes at
+ *             t_sub + makespan(block costs, M): its blocks are scheduled longest first on the M inverse threads.
+ *             When the parameter server installs a job at the check point c_k = t_k + C_k of step k it waits
+ *               W_k = max(0, finish − c_k)   for blocking schedules (sync every T: W_k = the whole makespan;
+ *                                            lagged: only what is left after the lag),
+ *               W_k = 0                      for the asynchronous schedule (the PS never waits; it installs whatever
+ *                                            has finished).
+ *   update    U_k = measured parameter-server time (statistics fold, snapshot, preconditioning, KL step, momentum,
+ *             Polyak average)
+ *   t_{k+1} = t_k + C_k + W_k + U_k
+ * Communication is not modelled (the paper gives no volumes or bandwidths); costs are in milliseconds, the clock in
+ * seconds.
+ */
+
+/** Longest-processing-time-first schedule of `costs` on `threads` identical threads; returns the makespan. */
+export function makespan(costs: readonly number[], threads: number): number {
+  const load = new Array<number>(Math.max(1, threads)).fill(0);
+  for (const c of [...costs].sort((a, b) => b - a)) {
+    let j = 0;
+    for (let i = 1; i < load.length; i++) if (load[i] < load[j]) j = i;
+    load[j] += c;
+  }
+  return Math.max(...load);
+}
+
+export class SimClock {
+  /** simulated seconds so far */
+  seconds = 0;
+  private check = 0;
+  private readonly submitted = new Map<number, number>();
+  /** the parts of the last step, ms (for tests and the sidecar) */
+  last = { compute: 0, wait: 0, update: 0 };
+
+  constructor(readonly inverseThreads: number) {}
+
+  /** The compute phase of a step: gradient shards (ms each, run in parallel) and the stats batch (ms, or 0). */
+  compute(gradientMs: readonly number[], statsMs = 0): void {
+    const c = Math.max(0, ...gradientMs, statsMs);
+    this.last = { compute: c, wait: 0, update: 0 };
+    this.seconds += c / 1000;
+    this.check = this.seconds;
+  }
+
+  /** An inverse job `id` is handed to the inverse threads now (after this step's compute phase). */
+  inverseSubmitted(id: number): void {
+    this.submitted.set(id, this.check);
+  }
+
+  /** Job `id` is installed at this step's check point; returns the simulated wait (ms) and adds it to the clock. */
+  inverseInstalled(id: number, blockMs: readonly number[], blocking: boolean): number {
+    const sub = this.submitted.get(id) ?? this.check;
+    this.submitted.delete(id);
+    const finish = sub + makespan(blockMs, this.inverseThreads) / 1000;
+    const wait = blocking ? Math.max(0, finish - this.seconds) * 1000 : 0;
+    this.last.wait += wait;
+    this.seconds += wait / 1000;
+    return wait;
+  }
+
+  /** The parameter server's own work (ms). */
+  update(ms: number): void {
+    this.last.update += ms;
+    this.seconds += ms / 1000;
+  }
+}

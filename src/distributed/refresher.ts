@@ -1,0 +1,148 @@
+/**
+ * The asynchronous inverse refresher [P §3.1]: the parameter server polls it once per step, after folding in that
+ * step's statistics. It hands a factor snapshot (kfac.snapshot(), with each block's damping) to an inverse worker and,
+ * when the inverses come back, installs them with `installInverses(result, fromStep)`, fromStep being the step whose
+ * factors were snapshotted; the staleness of the inverses in use at step k is k − fromStep.
+ *
+ * Schedules:
+ *   sync    {every: T}  the synchronous baseline: at steps 0, T, 2T, … a job is submitted and waited for
+ *   async               whenever no job is in flight one is submitted; a finished job is installed at the next poll
+ *                       (threads only: it completes when the worker thread does)
+ *   lagged  {lag: L}    like async, but a job submitted at step s is installed at exactly step s + L (waiting for
+ *                       it if need be): deterministic, in-line or threaded; L = 0 is a refresh every step
+ * The very first job (step 0) is always waited for, so that every schedule starts from inverses.
+ *
+ * Transports: 'thread' (an inverse-worker pool of M threads; buffers transferred) or 'inline' (computed in this
+ * thread at submission, its result held back until it is due).
+ */
+import { type BlockInverses, type DampingMode } from '../kfac/blocks';
+import type { KfacOptimizer } from '../kfac/optimizer';
+import type { SimClock } from './clock';
+import type { Inject, InverseResult, InverseTask } from './messages';
+import type { RolePool } from './pool';
+import { invertSnapshots } from './roles';
+
+export type InverseSchedule = { kind: 'sync'; every: number } | { kind: 'async' } | { kind: 'lagged'; lag: number };
+
+interface Job {
+  id: number;
+  fromStep: number;
+  due: number;
+  promise: Promise<InverseResult>;
+  result?: InverseResult;
+  error?: unknown;
+}
+
+export interface RefresherStats {
+  submitted: number;
+  installed: number;
+  /** fromStep and install step of every installed job */
+  installs: { fromStep: number; step: number; ms: number; threadId: number }[];
+}
+
+export class AsyncInverseRefresher {
+  private job: Job | null = null;
+  private nextId = 0;
+  private lastSubmit = -1;
+  readonly stats: RefresherStats = { submitted: 0, installed: 0, installs: [] };
+  /** test-only injection for the next submitted task (consumed once), or for every task */
+  injectNext?: Inject;
+  injectAll?: Inject;
+
+  constructor(
+    readonly kfac: KfacOptimizer,
+    readonly schedule: InverseSchedule,
+    readonly pool: RolePool | null,
+    readonly mode: DampingMode,
+    readonly clock?: SimClock,
+  ) {
+    if (schedule.kind === 'async' && !pool) throw new Error("inverse schedule 'async' needs the threaded transport (use 'lagged' in-line)");
+  }
+
+  private submit(step: number): void {
+    const snapshots = this.kfac.snapshot();
+    const task: InverseTask = {
+      kind: 'inverse',
+      fromStep: step,
+      snapshots,
+      damping: Object.fromEntries(this.kfac.damping),
+      mode: this.mode,
+      inject: this.injectNext ?? this.injectAll,
+    };
+    this.injectNext = undefined;
+    const lag = this.schedule.kind === 'lagged' ? this.schedule.lag : 0;
+    const id = this.nextId++;
+    const promise: Promise<InverseResult> = this.pool
+      ? (this.pool.run(task, step, undefined, () => ({ ...task, snapshots: this.kfac.snapshot() })) as Promise<InverseResult>)
+      : Promise.resolve().then(() => invertSnapshots(task));
+    const job: Job = { id, fromStep: step, due: step + lag, promise };
+    // a rejection is kept on the job and rethrown at the poll that finds it
+    promise.then(
+      (r) => (job.result = r),
+      (e) => (job.error = e ?? new Error('inverse job failed')),
+    );
+    this.job = job;
+    this.lastSubmit = step;
+    this.stats.submitted++;
+    this.clock?.inverseSubmitted(id);
+  }
+
+  private install(job: Job, r: InverseResult, step: number, blocking: boolean): void {
+    const map = new Map<string, BlockInverses>();
+    for (const inv of r.inverses) map.set(inv.name, inv);
+    if (r.failed.length) {
+      // the worker could not invert these blocks: apply the optimizer's failure policy to them here
+      const snap = new Map(this.kfac.snapshot().map((s) => [s.name, s]));
+      for (const f of r.failed) {
+        const s = snap.get(f.name);
+        const inv = s ? this.kfac.invertWithPolicy(s, this.mode) : null;
+        if (inv) map.set(f.name, inv);
+      }
+    }
+    this.kfac.installInverses(map, job.fromStep);
+    this.clock?.inverseInstalled(job.id, Object.values(r.blockMs), blocking);
+    this.stats.installed++;
+    this.stats.installs.push({ fromStep: job.fromStep, step, ms: r.ms, threadId: r.threadId });
+    this.job = null;
+  }
+
+  private async await(job: Job, step: number, blocking: boolean): Promise<void> {
+    const r = await job.promise;
+    this.install(job, r, step, blocking);
+  }
+
+  /** Called once per step k, after that step's statistics were folded in; returns the staleness now in force. */
+  async poll(step: number): Promise<number> {
+    const s = this.schedule;
+    const job = this.job;
+    if (job) {
+      if (s.kind === 'async') {
+        // let finished workers' messages in
+        await new Promise((r) => setImmediate(r));
+        if (job.error) throw job.error;
+        if (job.result) this.install(job, job.result, step, false);
+      } else if (step >= job.due) {
+        await this.await(job, step, true);
+      }
+    }
+    if (!this.job && this.lastSubmit !== step) {
+      const first = this.kfac.inverseStep < 0;
+      const due = s.kind === 'sync' ? first || step % s.every === 0 : true;
+      if (due && this.kfac.blocks.some((b) => b.steps > 0)) {
+        this.submit(step);
+        if (first || s.kind === 'sync' || (s.kind === 'lagged' && s.lag === 0)) await this.await(this.job!, step, true);
+      }
+    }
+    return this.kfac.staleness(step);
+  }
+
+  get inFlight(): boolean {
+    return this.job !== null;
+  }
+
+  /** Waits for a job in flight (its result is dropped): used before closing the pool. */
+  async drain(): Promise<void> {
+    if (this.job) await this.job.promise.catch(() => undefined);
+    this.job = null;
+  }
+}
