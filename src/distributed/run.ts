@@ -92,6 +92,7 @@ export async function runDistributedTraining(cfg: RunConfig, dist: DistConfig, c
         lossAcc = errAcc = nAcc = 0;
       }
       bar.update(k, { loss: lastTrainLoss.toFixed(3), 's/step': (ps.wallSeconds / k).toFixed(3) });
+      await new Promise((r) => setImmediate(r)); // timers (progress outside a terminal) and Ctrl-C get to run
       if (stopRequested()) {
         status = 'stopped';
         error = `stopped by ${stopRequested()} after step ${k}`;

@@ -360,6 +360,9 @@ export async function runTraining(cfg: RunConfig, ctx: RunContext): Promise<RunS
         lossAcc = errAcc = nAcc = 0;
       }
       bar.update(k, { loss: lastTrainLoss.toFixed(3), 's/step': (wall / k).toFixed(3) });
+      // let timers and signal handlers run (the progress bar's redraw outside a terminal, Ctrl-C): in-memory batches
+      // resolve as microtasks, which alone would never yield to the event loop
+      await new Promise((r) => setImmediate(r));
       if (stopRequested()) {
         status = 'stopped';
         error = `stopped by ${stopRequested()} after step ${k}`;
