@@ -57,7 +57,7 @@ async function main(argv: string[]) {
     if (o.report) {
       const r = await generateReports({ resultsRoot: p.root, only: [p.experiment.figure], log: () => {} });
       for (const f of r.figures) {
-        if ('files' in f && f.files) console.log(`report: ${f.files.svg}, ${f.files.png}`);
+        if (f.spec.id === p.experiment.figure && f.files) console.log(`report: ${f.files.svg}, ${f.files.png}`);
       }
       console.log(`report index: ${r.indexPath}`);
     }

@@ -32,6 +32,13 @@ const Profile = z.strictObject({
   kfac: z.strictObject({
     bn: z.boolean().default(false),
     optimizer: KfacConfig.omit({ kind: true }).partial().default({}),
+    /**
+     * Refresh the inverses every this many EXAMPLES (inverseEvery = round(n / batch size)) instead of every fixed
+     * number of steps. In the paper's system the stats and inverse workers run on their own clock, so slower,
+     * larger-batch steps see fresher curvature per step; holding the curvature work per example fixed is the
+     * in-line analogue. Statistics use the whole batch unless optimizer.statsBatch is set.
+     */
+    inverseEveryExamples: z.number().int().positive().optional(),
   }),
   methods: z.array(z.enum(['sgd+bn', 'kfac'])).min(1).default(['sgd+bn', 'kfac']),
   evals: z.number().int().min(0).default(8),
@@ -76,7 +83,11 @@ function kfacRun(p: Profile, bz: number) {
     examples: p.examples,
     bnChunk: p.kfac.bn ? Math.min(p.sgd.rbz, bz) : undefined,
     model: { ...p.model, bn: p.kfac.bn },
-    optimizer: { kind: 'kfac' as const, ...p.kfac.optimizer },
+    optimizer: {
+      kind: 'kfac' as const,
+      ...p.kfac.optimizer,
+      ...(p.kfac.inverseEveryExamples ? { inverseEvery: Math.max(1, Math.round(p.kfac.inverseEveryExamples / bz)) } : {}),
+    },
     evals: p.evals,
     logEvery: p.logEvery,
     evalExamples: p.evalExamples,
@@ -96,9 +107,10 @@ export const fig6 = defineExperiment({
       batchSizes: [32, 128, 256],
       examples: 12000,
       sgd: { lr: { '32': 0.05, '128': 0.1, '256': 0.2 }, rbz: 32 },
-      // cheap App. A conv factors as in every ImageNet run; statistics on 32 examples of each batch (the paper's
-      // stats-worker batch is unspecified); damping chosen for this scale (the paper's 1e-3 is for ImageNet)
-      kfac: { optimizer: { conv: 'cheap', damping: 0.1, inverseEvery: 20, statsBatch: 32 } },
+      // cheap App. A conv factors as in every ImageNet run; statistics on every example of each batch; inverses every
+      // 640 examples (every 20 steps at B = 32, the paper's CIFAR period); damping chosen for this scale (the paper's
+      // 1e-3 is for ImageNet, kept in the paper profile)
+      kfac: { optimizer: { conv: 'cheap', damping: 0.1 }, inverseEveryExamples: 640 },
       evalExamples: 2000,
     },
     paper: {
