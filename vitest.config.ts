@@ -8,5 +8,7 @@ export default defineConfig({
     hookTimeout: 300_000,
     // Two vCPUs: more than two forks only makes every test slower.
     maxWorkers: 2,
+    // no progress bars in test output
+    env: { DKFAC_QUIET: '1' },
   },
 });
