@@ -6,6 +6,8 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend';
 import { fromLayersModel } from '../src/nn/from-layers';
+import { crossEntropy } from '../src/nn/model';
+import { KfacConfig, KfacOptimizer } from '../src/kfac/optimizer';
 
 beforeAll(async () => {
   await initBackend('wasm');
@@ -36,6 +38,38 @@ describe('fromLayersModel', () => {
     const got = tf.tidy(() => tf.softmax(model.forward(x as tf.Tensor4D, { training: false }).logits).arraySync()) as number[][];
     for (let i = 0; i < 3; i++) for (let k = 0; k < 5; k++) expect(got[i][k]).toBeCloseTo(expected[i][k], 5);
     x.dispose();
+    model.dispose();
+  });
+
+  it('K-FAC registers every layer of the converted model and trains it', () => {
+    const lm = tf.sequential({
+      layers: [
+        tf.layers.conv2d({ inputShape: [8, 8, 1], filters: 3, kernelSize: 3, padding: 'same', activation: 'relu' }),
+        tf.layers.batchNormalization(),
+        tf.layers.flatten(),
+        tf.layers.dense({ units: 4, activation: 'softmax' }),
+      ],
+    });
+    const { model } = fromLayersModel(lm);
+    const k = new KfacOptimizer(model, KfacConfig.parse({ kind: 'kfac', damping: 0.1, inverseEvery: 1 }));
+    expect(k.blocks.map((b) => `${b.kind}:${b.name}`)).toEqual(model.layers.map((l) => `${l.kind === 'batchnorm' ? 'scale-shift' : 'kronecker'}:${l.name}`));
+    const x = tf.randomNormal([8, 8, 8, 1], 0, 1, 'float32', 2) as tf.Tensor4D;
+    const y = tf.tensor1d([0, 1, 2, 3, 0, 1, 2, 3], 'int32');
+    const loss = () => tf.tidy(() => crossEntropy(model.forward(x, { training: false }).logits, y).dataSync()[0]);
+    const before = loss();
+    for (let i = 0; i < 5; i++) {
+      k.observe(x, undefined, i);
+      const grads = tf.variableGrads(() => crossEntropy(model.forward(x, { training: false }).logits, y), [...model.params.values()]);
+      const named = new Map([...model.params].map(([n, v]) => [n, grads.grads[v.name]]));
+      const r = k.precondition(named);
+      tf.tidy(() => {
+        for (const [n, p] of model.params) p.assign(tf.sub(p, tf.mul(r.v.get(n)!, Math.min(1, Math.sqrt(0.01 / r.vDotG!)))));
+      });
+      tf.dispose([grads.value, ...named.values(), ...r.v.values()]);
+    }
+    expect(loss()).toBeLessThan(before);
+    tf.dispose([x, y]);
+    k.dispose();
     model.dispose();
   });
 
