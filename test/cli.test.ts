@@ -52,9 +52,9 @@ describe('experiment CLI', () => {
   it('names a corrupt data file', () => {
     const dir = mkdtempSync(join(tmpdir(), 'dkfac-baddata-'));
     mkdirSync(dir, { recursive: true });
-    for (const f of ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte']) {
-      writeFileSync(join(dir, f), Buffer.from([0, 0, 8, 3, 0, 0, 0, 5]));
-    }
+    // valid label files; image files whose header promises 5 images of 28×28 but that end after the header
+    for (const f of ['train-labels-idx1-ubyte', 't10k-labels-idx1-ubyte']) writeFileSync(join(dir, f), Buffer.from([0, 0, 8, 1, 0, 0, 0, 5, 1, 2, 3, 4, 5]));
+    for (const f of ['train-images-idx3-ubyte', 't10k-images-idx3-ubyte']) writeFileSync(join(dir, f), Buffer.from([0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 28, 0, 0, 0, 28]));
     const r = exp(['run', 'fig6', '--data-dir', dir]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/error: .*idx3-ubyte: .*truncated/);
