@@ -185,7 +185,9 @@ export function resNet(cfg: z.infer<typeof ResNetConfig>, numClasses: number): M
       h = convUnit(L, 'conv1', x, w(64, cfg.width), 7, cfg.bn, 2);
       h = L.maxPool(h, 3, 2, 'same');
     } else {
+      // small inputs: 3×3 conv and a 2×2 max-pool (28 → 14), so the first stage's activations fit the wasm heap
       h = convUnit(L, 'conv1', x, w(64, cfg.width), 3, cfg.bn);
+      h = L.maxPool(h, 2, 2, 'same');
     }
     cfg.blocks.forEach((n, stage) => {
       for (let i = 0; i < n; i++) {
