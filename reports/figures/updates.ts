@@ -37,7 +37,7 @@ export function updatesVerdict(runs: LoadedRun[]): Verdict {
   const target = Math.min(...finals);
   const numbers: Record<string, number> = { target };
   const k = updatesTo(kfac, target);
-  const parts: string[] = [`Target: training loss ${target.toFixed(3)} (the best baseline's final smoothed loss).`];
+  const parts: string[] = [`Target: training loss ${target.toFixed(3)} (the best baseline's final smoothed loss)`];
   if (k === undefined) {
     parts.push(`K-FAC did not reach it in ${kfac.rows.at(-1)?.step ?? 0} updates.`);
     return { status: 'not reproduced', text: parts.join(' '), numbers };
