@@ -55,7 +55,9 @@ async function main(argv: string[]) {
     await p.data.close();
     console.log(`\nresults: ${dir}/ (${summaries.map((s) => `${s.run}.csv`).join(', ')})`);
     if (o.report) {
-      const r = await generateReports({ resultsRoot: p.root, only: [p.experiment.figure], log: () => {} });
+      // a custom results root gets its own report folder, so it never overwrites the repository's reports/
+      const outDir = o.results ? join(p.root, 'report') : undefined;
+      const r = await generateReports({ resultsRoot: p.root, outDir, only: [p.experiment.figure], log: () => {} });
       for (const f of r.figures) {
         if (f.spec.id === p.experiment.figure && f.files) console.log(`report: ${f.files.svg}, ${f.files.png}`);
       }
