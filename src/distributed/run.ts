@@ -8,7 +8,8 @@ import type { RunConfig } from '../train/config';
 import { gitInfo, machineInfo } from '../train/provenance';
 import { progressBar } from '../train/progress';
 import { RunWriter } from '../train/results';
-import type { CsvRow, RunSidecar } from '../train/schema';
+import type { RunSidecar } from '../train/schema';
+import { IntervalLog } from '../train/interval-log';
 import { stopRequested } from '../train/stop';
 import type { RunContext, RunSummary } from '../train/trainer';
 import { buildModel } from '../nn/zoo';
@@ -28,10 +29,6 @@ export async function runDistributedTraining(cfg: RunConfig, dist: DistConfig, c
   const polyakDecay = cfg.polyak === 'epoch' ? Math.exp(-1 / stepsPerEpoch) : cfg.polyak;
   const ps = new ParameterServer(model, cfg, dist, data, polyakDecay);
   ps.injections = injections;
-  const totalSteps = Math.ceil(cfg.examples / cfg.batchSize);
-  const evalAt = new Set<number>();
-  for (let i = 1; i <= cfg.evals; i++) evalAt.add(Math.round((i * totalSteps) / cfg.evals));
-  evalAt.add(totalSteps);
   const writer = new RunWriter(ctx.resultsDir, {
     experiment: ctx.experiment,
     run: cfg.run,
@@ -51,13 +48,10 @@ export async function runDistributedTraining(cfg: RunConfig, dist: DistConfig, c
   const stream = data.train(cfg.seed);
   const statsStream = data.train(cfg.seed + 7919);
   const statsBz = cfg.optimizer.kind === 'kfac' ? (cfg.optimizer.statsBatch ?? cfg.batchSize) : cfg.batchSize;
+  const log = new IntervalLog(cfg, writer, () => ps.trainer.evaluate(data.testBatches(500), cfg.evalExamples));
+  const totalSteps = log.totalSteps;
   const bar = progressBar(cfg.label, totalSteps);
-  let lossAcc = 0;
-  let errAcc = 0;
-  let nAcc = 0;
   let stalenessSum = 0;
-  let lastTrainLoss = NaN;
-  let lastTest: { loss: number; error: number } | undefined;
   let status: RunSidecar['status'] = 'finished';
   let error: string | undefined;
   try {
@@ -66,32 +60,19 @@ export async function runDistributedTraining(cfg: RunConfig, dist: DistConfig, c
       const sb = await statsStream.next(statsBz);
       const r = await ps.step(batch, sb);
       stalenessSum += r.staleness;
-      lossAcc += r.loss * batch.labels.length;
-      errAcc += r.errors;
-      nAcc += batch.labels.length;
-      const isEval = evalAt.has(k);
-      if (k % cfg.logEvery === 0 || isEval) {
-        lastTrainLoss = lossAcc / nAcc;
-        const row: CsvRow = {
-          step: k,
-          examples: k * cfg.batchSize,
+      log.add(r.loss, r.errors, batch.labels.length);
+      await log.endStep(
+        k,
+        {
           wall_seconds: ps.wallSeconds,
           sim_seconds: r.simSeconds,
-          train_loss: lastTrainLoss,
-          train_error: errAcc / nAcc,
           learning_rate: r.info.eta,
           kl_threshold: r.info.klThreshold,
           inverse_staleness: r.staleness,
-        };
-        if (isEval) {
-          lastTest = await ps.trainer.evaluate(data.testBatches(500), cfg.evalExamples);
-          row.test_loss = lastTest.loss;
-          row.test_error = lastTest.error;
-        }
-        writer.append(row);
-        lossAcc = errAcc = nAcc = 0;
-      }
-      bar.update(k, { loss: lastTrainLoss.toFixed(3), 's/step': (ps.wallSeconds / k).toFixed(3) });
+        },
+        stopRequested() !== null,
+      );
+      bar.update(k, { loss: log.lastTrainLoss.toFixed(3), 's/step': (ps.wallSeconds / k).toFixed(3) });
       await new Promise((r) => setImmediate(r)); // timers (progress outside a terminal) and Ctrl-C get to run
       if (stopRequested()) {
         status = 'stopped';
@@ -115,9 +96,9 @@ export async function runDistributedTraining(cfg: RunConfig, dist: DistConfig, c
     sidecarPath: writer.sidecarPath,
     status,
     steps,
-    finalTrainLoss: lastTrainLoss,
-    finalTestLoss: lastTest?.loss,
-    finalTestError: lastTest?.error,
+    finalTrainLoss: log.lastTrainLoss,
+    finalTestLoss: log.lastTest?.loss,
+    finalTestError: log.lastTest?.error,
     wallSeconds: ps.wallSeconds,
     secondsPerStep: ps.wallSeconds / Math.max(1, steps),
     simSeconds: ps.clock.seconds,
@@ -135,13 +116,13 @@ export async function runDistributedTraining(cfg: RunConfig, dist: DistConfig, c
       secondsPerStep: summary.secondsPerStep,
       simSeconds: summary.simSeconds,
       simSecondsPerStep: summary.simSeconds / Math.max(1, steps),
-      finalTrainLoss: lastTrainLoss,
+      finalTrainLoss: log.lastTrainLoss,
       inverseJobs: ps.refresher.stats.submitted,
       inverseInstalls: summary.inverseInstalls,
       meanStaleness: summary.meanStaleness,
       workerFaults: ps.faults.length,
       kfacEvents: ps.kfac.events.length,
-      ...(lastTest ? { finalTestLoss: lastTest.loss, finalTestError: lastTest.error } : {}),
+      ...(log.lastTest ? { finalTestLoss: log.lastTest.loss, finalTestError: log.lastTest.error } : {}),
     },
     ...({ faults: ps.faults } as object),
   });

@@ -11,6 +11,7 @@ import { buildModel } from '../nn/zoo';
 import { kfacParts } from '../kfac/optimizer';
 import type { RunConfig } from './config';
 import { assignTensors, saveTensors, type TensorData } from './checkpoint';
+import { IntervalLog } from './interval-log';
 import { progressBar } from './progress';
 import { stopRequested } from './stop';
 import { gitInfo, machineInfo } from './provenance';
@@ -295,11 +296,6 @@ export async function runTraining(cfg: RunConfig, ctx: RunContext): Promise<RunS
   const stepsPerEpoch = Math.max(1, Math.round(data.epochSize / cfg.batchSize));
   const polyakDecay = cfg.polyak === 'epoch' ? Math.exp(-1 / stepsPerEpoch) : cfg.polyak;
   const trainer = new Trainer(model, opt, cfg, polyakDecay);
-  const totalSteps = Math.ceil(cfg.examples / cfg.batchSize);
-  const evalAt = new Set<number>();
-  for (let i = 1; i <= cfg.evals; i++) evalAt.add(Math.round((i * totalSteps) / cfg.evals));
-  evalAt.add(totalSteps);
-
   const writer = new RunWriter(ctx.resultsDir, {
     experiment: ctx.experiment,
     run: cfg.run,
@@ -317,13 +313,10 @@ export async function runTraining(cfg: RunConfig, ctx: RunContext): Promise<RunS
   });
 
   const stream = data.train(cfg.seed);
+  const log = new IntervalLog(cfg, writer, () => trainer.evaluate(data.testBatches(500), cfg.evalExamples));
+  const totalSteps = log.totalSteps;
   const bar = progressBar(cfg.label, totalSteps);
   let wall = 0;
-  let lossAcc = 0;
-  let errAcc = 0;
-  let nAcc = 0;
-  let lastTrainLoss = NaN;
-  let lastTest: { loss: number; error: number } | undefined;
   let status: RunSidecar['status'] = 'finished';
   let error: string | undefined;
   let optSummary: Record<string, number> = {};
@@ -333,33 +326,14 @@ export async function runTraining(cfg: RunConfig, ctx: RunContext): Promise<RunS
       const t0 = performance.now();
       const r = trainer.trainStep(batch);
       wall += (performance.now() - t0) / 1000;
-      lossAcc += r.loss * batch.labels.length;
-      errAcc += r.errors;
-      nAcc += batch.labels.length;
-      const isEval = evalAt.has(k);
+      log.add(r.loss, r.errors, batch.labels.length);
       // a stop request also closes the interval, so the CSV ends at the last step trained
-      if (k % cfg.logEvery === 0 || isEval || stopRequested()) {
-        lastTrainLoss = lossAcc / nAcc;
-        const row: CsvRow = {
-          step: k,
-          examples: k * cfg.batchSize,
-          wall_seconds: wall,
-          sim_seconds: wall,
-          train_loss: lastTrainLoss,
-          train_error: errAcc / nAcc,
-          learning_rate: r.info.eta,
-          kl_threshold: r.info.klThreshold,
-          ...opt.rowFields?.(),
-        };
-        if (isEval) {
-          lastTest = await trainer.evaluate(data.testBatches(500), cfg.evalExamples);
-          row.test_loss = lastTest.loss;
-          row.test_error = lastTest.error;
-        }
-        writer.append(row);
-        lossAcc = errAcc = nAcc = 0;
-      }
-      bar.update(k, { loss: lastTrainLoss.toFixed(3), 's/step': (wall / k).toFixed(3) });
+      await log.endStep(
+        k,
+        { wall_seconds: wall, sim_seconds: wall, learning_rate: r.info.eta, kl_threshold: r.info.klThreshold, ...opt.rowFields?.() },
+        stopRequested() !== null,
+      );
+      bar.update(k, { loss: log.lastTrainLoss.toFixed(3), 's/step': (wall / k).toFixed(3) });
       // let timers and signal handlers run (the progress bar's redraw outside a terminal, Ctrl-C): in-memory batches
       // resolve as microtasks, which alone would never yield to the event loop
       await new Promise((r) => setImmediate(r));
@@ -387,9 +361,9 @@ export async function runTraining(cfg: RunConfig, ctx: RunContext): Promise<RunS
       steps: trainer.step,
       wallSeconds: wall,
       secondsPerStep: wall / Math.max(1, trainer.step),
-      finalTrainLoss: lastTrainLoss,
+      finalTrainLoss: log.lastTrainLoss,
       ...optSummary,
-      ...(lastTest ? { finalTestLoss: lastTest.loss, finalTestError: lastTest.error } : {}),
+      ...(log.lastTest ? { finalTestLoss: log.lastTest.loss, finalTestError: log.lastTest.error } : {}),
     },
   });
   if (status === 'failed') console.error(`run ${cfg.run} failed: ${error}`);
@@ -399,9 +373,9 @@ export async function runTraining(cfg: RunConfig, ctx: RunContext): Promise<RunS
     sidecarPath: writer.sidecarPath,
     status,
     steps: trainer.step,
-    finalTrainLoss: lastTrainLoss,
-    finalTestLoss: lastTest?.loss,
-    finalTestError: lastTest?.error,
+    finalTrainLoss: log.lastTrainLoss,
+    finalTestLoss: log.lastTest?.loss,
+    finalTestError: log.lastTest?.error,
     wallSeconds: wall,
     secondsPerStep: wall / Math.max(1, trainer.step),
   };
