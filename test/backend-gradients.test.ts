@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, resolveBackendRequest } from '../src/backend';
 import { im2colLimits } from '../src/backend/wasm-conv';
 import { WASM_FIXED_KERNELS } from '../src/backend/wasm-fixes';
+import { mulberry32 } from '../src/linalg/random';
 
 const TOL = 1e-4;
 
@@ -30,17 +31,8 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return diff / Math.max(scale, 1e-6);
 }
 
-/** Deterministic uniform [0,1) generator (mulberry32). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic uniform [0,1) generator: the project's mulberry32. */
+const rng = mulberry32;
 
 interface Arr {
   data: Float32Array;

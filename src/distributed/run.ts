@@ -10,7 +10,7 @@ import { progressBar } from '../train/progress';
 import { RunWriter } from '../train/results';
 import type { RunSidecar } from '../train/schema';
 import { IntervalLog } from '../train/interval-log';
-import { stopRequested } from '../train/stop';
+import { stopRequested, yieldAndCheckStop } from '../train/stop';
 import type { RunContext, RunSummary } from '../train/trainer';
 import { buildModel } from '../nn/zoo';
 import { type DistConfig, type Injections, ParameterServer } from './server';
@@ -73,10 +73,10 @@ export async function runDistributedTraining(cfg: RunConfig, dist: DistConfig, c
         stopRequested() !== null,
       );
       bar.update(k, { loss: log.lastTrainLoss.toFixed(3), 's/step': (ps.wallSeconds / k).toFixed(3) });
-      await new Promise((r) => setImmediate(r)); // timers (progress outside a terminal) and Ctrl-C get to run
-      if (stopRequested()) {
+      const stop = await yieldAndCheckStop(k);
+      if (stop) {
         status = 'stopped';
-        error = `stopped by ${stopRequested()} after step ${k}`;
+        error = stop;
         break;
       }
     }

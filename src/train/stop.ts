@@ -29,3 +29,13 @@ export function requestStop(reason = 'requested'): void {
 export function clearStop(): void {
   requested = null;
 }
+
+/**
+ * Called by training loops after each step: yields to the event loop (so timers such as the progress bar's redraw
+ * outside a terminal and the signal handlers run; in-memory batches resolve as microtasks, which alone never yield)
+ * and returns the reason to stop after step k, or null.
+ */
+export async function yieldAndCheckStop(k: number): Promise<string | null> {
+  await new Promise((r) => setImmediate(r));
+  return requested ? `stopped by ${requested} after step ${k}` : null;
+}

@@ -13,7 +13,7 @@ import type { RunConfig } from './config';
 import { assignTensors, saveTensors, type TensorData } from './checkpoint';
 import { IntervalLog } from './interval-log';
 import { progressBar } from './progress';
-import { stopRequested } from './stop';
+import { stopRequested, yieldAndCheckStop } from './stop';
 import { gitInfo, machineInfo } from './provenance';
 import { RunWriter } from './results';
 import type { CsvRow, RunSidecar } from './schema';
@@ -334,12 +334,10 @@ export async function runTraining(cfg: RunConfig, ctx: RunContext): Promise<RunS
         stopRequested() !== null,
       );
       bar.update(k, { loss: log.lastTrainLoss.toFixed(3), 's/step': (wall / k).toFixed(3) });
-      // let timers and signal handlers run (the progress bar's redraw outside a terminal, Ctrl-C): in-memory batches
-      // resolve as microtasks, which alone would never yield to the event loop
-      await new Promise((r) => setImmediate(r));
-      if (stopRequested()) {
+      const stop = await yieldAndCheckStop(k);
+      if (stop) {
         status = 'stopped';
-        error = `stopped by ${stopRequested()} after step ${k}`;
+        error = stop;
         break;
       }
     }
