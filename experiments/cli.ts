@@ -49,9 +49,7 @@ async function main(argv: string[]) {
     }
     const dir = join(p.root, name);
     const tunedFrom = Object.fromEntries(Object.entries(tuned).map(([m, t]) => [m, t?.summaryCsv]));
-    const summaries = p.experiment.train
-      ? await p.experiment.train(p, new Set(runs.map((r) => r.run)), dir)
-      : await trainRuns(p, runs, dir, { tunedFrom });
+    const summaries = await trainRuns(p, runs, dir, { tunedFrom });
     await p.data.close();
     console.log(`\nresults: ${dir}/ (${summaries.map((s) => `${s.run}.csv`).join(', ')})`);
     if (o.report) {

@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { type BackendInfo, type BackendName, initBackend } from '../src/backend';
 import { ConfigError, DataConfig, parseConfig, RunConfig, type RunConfigInput } from '../src/train/config';
 import { type RunSummary, runTraining, type TrainData } from '../src/train/trainer';
+import { DistConfig } from '../src/distributed/server';
+import { runDistributedTraining } from '../src/distributed/run';
 import { openTrainData } from './data';
 import { type Experiment, loadExperiments, type TunedSettings } from './registry';
 
@@ -112,31 +114,46 @@ export async function prepare(name: string, opts: CommonOptions): Promise<Prepar
   return { experiment, profileName: opts.profile, profile, backend, data, root: resultsRoot(opts) };
 }
 
-/** Validates every run first (a bad setting stops the experiment before any training), then trains them in order. */
+/**
+ * Validates every run first (a bad setting stops the experiment before any training), then trains them in order:
+ * through the distributed runtime where the experiment gives the run a distributed configuration, else in the
+ * single-process loop.
+ */
 export async function trainRuns(
   p: Prepared,
   runs: RunConfigInput[],
   resultsDir: string,
   notes?: Record<string, unknown>,
 ): Promise<RunSummary[]> {
-  const cfgs = runs.map((r) => parseConfig(RunConfig, r, `run '${r.run}'`));
+  const checked = runs.map((r) => {
+    const d = p.experiment.dist?.(p.profile, r);
+    return {
+      cfg: parseConfig(RunConfig, r, `run '${r.run}'`),
+      dist: d === undefined ? undefined : parseConfig(DistConfig, d, `run '${r.run}' distributed configuration`),
+    };
+  });
   const out: RunSummary[] = [];
-  for (const cfg of cfgs) {
-    const s = await runTraining(cfg, {
-      experiment: p.experiment.name,
-      profile: p.profileName,
-      resultsDir,
-      backend: p.backend,
-      data: p.data,
-      notes,
-    });
-    out.push(s);
-    console.log(
-      `${cfg.label}: ${s.status}, ${s.steps} steps, ${s.secondsPerStep.toFixed(3)} s/step, final train loss ${s.finalTrainLoss.toFixed(4)}` +
-        (s.finalTestError !== undefined ? `, test error ${(100 * s.finalTestError).toFixed(1)} %` : '') +
-        `\n  csv: ${s.csvPath}`,
-    );
-    if (s.status === 'stopped') break;
+  for (const { cfg, dist } of checked) {
+    const ctx = { experiment: p.experiment.name, profile: p.profileName, resultsDir, backend: p.backend, data: p.data, notes };
+    if (dist) {
+      const s = await runDistributedTraining(cfg, dist, ctx);
+      out.push(s);
+      console.log(
+        `${cfg.label}: ${s.status}, ${s.steps} steps, ${s.secondsPerStep.toFixed(3)} s/step real, ${(s.simSeconds / Math.max(1, s.steps)).toFixed(3)} s/step simulated, ` +
+          `${s.inverseInstalls} inverse installs, mean staleness ${s.meanStaleness.toFixed(1)}, final train loss ${s.finalTrainLoss.toFixed(4)}` +
+          (s.finalTestError !== undefined ? `, test error ${(100 * s.finalTestError).toFixed(1)} %` : '') +
+          `\n  csv: ${s.csvPath}`,
+      );
+    } else {
+      const s = await runTraining(cfg, ctx);
+      out.push(s);
+      console.log(
+        `${cfg.label}: ${s.status}, ${s.steps} steps, ${s.secondsPerStep.toFixed(3)} s/step, final train loss ${s.finalTrainLoss.toFixed(4)}` +
+          (s.finalTestError !== undefined ? `, test error ${(100 * s.finalTestError).toFixed(1)} %` : '') +
+          `\n  csv: ${s.csvPath}`,
+      );
+    }
+    if (out[out.length - 1].status === 'stopped') break;
   }
   return out;
 }

@@ -13,11 +13,9 @@
  * quick: Fashion-MNIST 28×28 (or CIFAR-10 with --set data.name="cifar10" when present), batch 128, 60 updates per run.
  */
 import { z } from 'zod';
-import { DistConfig, type DistConfigInput } from '../src/distributed/server';
-import { runDistributedTraining, type DistRunSummary } from '../src/distributed/run';
+import type { DistConfigInput } from '../src/distributed/server';
 import { KfacConfig } from '../src/kfac/optimizer';
-import { DataConfig, parseConfig, RunConfig, type RunConfigInput } from '../src/train/config';
-import type { Prepared } from './common';
+import { DataConfig, type RunConfigInput } from '../src/train/config';
 import { defineExperiment } from './registry';
 
 const Profile = z.strictObject({
@@ -105,27 +103,7 @@ export const fig2 = defineExperiment({
     },
   },
   data: (p) => p.data,
+  tunable: [],
   runs: (p) => fig2Runs(p).map((r) => r.cfg),
-  train: (p, ids, dir) => trainFig2(p, ids, dir),
+  dist: (p, run) => fig2Runs(p).find((r) => r.cfg.run === run.run)?.dist,
 });
-
-/** Trains the Figure 2 runs named in `ids` through the distributed runtime (npm run exp:fig2). */
-export async function trainFig2(p: Prepared, ids: Set<string>, dir: string): Promise<DistRunSummary[]> {
-  const runs = fig2Runs(p.profile as Profile).filter((r) => ids.has(r.cfg.run));
-  const checked = runs.map((r) => ({ cfg: parseConfig(RunConfig, r.cfg, `run '${r.cfg.run}'`), dist: parseConfig(DistConfig, r.dist, `run '${r.cfg.run}' distributed`) }));
-  const out: DistRunSummary[] = [];
-  {
-    for (const r of checked) {
-      const s = await runDistributedTraining(r.cfg, r.dist, { experiment: 'fig2', profile: p.profileName, resultsDir: dir, backend: p.backend, data: p.data });
-      out.push(s);
-      console.log(
-        `${r.cfg.label}: ${s.status}, ${s.steps} steps, ${s.secondsPerStep.toFixed(3)} s/step real, ${(s.simSeconds / Math.max(1, s.steps)).toFixed(3)} s/step simulated, ` +
-          `${s.inverseInstalls} inverse installs, mean staleness ${s.meanStaleness.toFixed(1)}` +
-          (s.finalTestError !== undefined ? `, test error ${(100 * s.finalTestError).toFixed(1)} %` : '') +
-          `\n  csv: ${s.csvPath}`,
-      );
-      if (s.status === 'stopped') break;
-    }
-  }
-  return out;
-}

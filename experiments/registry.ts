@@ -3,6 +3,7 @@
  * profiles) plus a function from a validated profile to the list of runs it trains.
  */
 import type { z } from 'zod';
+import type { DistConfigInput } from '../src/distributed/server';
 import type { DataConfig, RunConfigInput } from '../src/train/config';
 
 /** Baseline settings chosen by the tuning grid, by batch size (results/grid/<experiment>/best-<method>.json). */
@@ -33,10 +34,11 @@ export interface Experiment<S extends z.ZodType = z.ZodType> {
   /** the batch sizes the grid tunes by default */
   batchSizes?(p: z.infer<S>): number[];
   /**
-   * Trains the runs itself (e.g. through the distributed runtime) instead of the single-process loop. Gets the
-   * prepared context, the validated profile's runs (already filtered by --only) and the results directory.
+   * Runs trained through the distributed runtime (src/distributed): the distributed configuration of one run, or
+   * undefined to train it in the single-process loop. Runs through the runtime get the simulated cluster clock
+   * (sim_seconds) and inverse staleness in their CSV.
    */
-  train?(p: import('./common').Prepared, runIds: Set<string>, dir: string): Promise<{ run: string; status: string }[]>;
+  dist?(p: z.infer<S>, run: RunConfigInput): DistConfigInput | undefined;
 }
 
 export interface GridPoint {
