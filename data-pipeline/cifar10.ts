@@ -5,19 +5,17 @@
  *
  * Lookup: as in locate.ts (flag, env, cache folder `cifar10`, each also tried with a `cifar-10-batches-bin`
  * sub-folder); with `download: true`, the official tarball is fetched into the cache, its md5 checked, and the six
- * batch files extracted with the reader in tar.ts.
+ * batch files extracted by streaming the archive through zlib and tar-stream.
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { promisify } from 'node:util';
-import { gunzip as gunzipCb } from 'node:zlib';
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { extract } from 'tar-stream';
 import { downloadVerified } from './download';
 import { locate, sha256Hex, type DatasetLocation, type LocateOptions } from './locate';
 import { padCropFlip, type AugmentFn } from './stream';
-import { readTar } from './tar';
 import { DataError, type InMemoryDataset } from './types';
-
-const gunzip = promisify(gunzipCb);
 
 export const CIFAR_SIDE = 32;
 export const CIFAR_PIXELS = CIFAR_SIDE * CIFAR_SIDE;
@@ -79,20 +77,37 @@ export function encodeCifarBatch(pixels: Uint8Array, labels: Uint8Array): Uint8A
   return out;
 }
 
+/** Entries of a gzipped tar archive, streamed (the 170 MB tarball is never held uncompressed). */
+export async function* tarGzEntries(tgz: Uint8Array, file: string): AsyncGenerator<{ name: string; type: string; data: Buffer }> {
+  const gunzip = createGunzip();
+  const ex = extract();
+  let gzipError: Error | undefined;
+  gunzip.on('error', (e) => {
+    gzipError = e;
+    ex.destroy(e);
+  });
+  Readable.from([Buffer.from(tgz.buffer, tgz.byteOffset, tgz.byteLength)]).pipe(gunzip).pipe(ex);
+  try {
+    for await (const entry of ex) {
+      const chunks: Buffer[] = [];
+      for await (const c of entry) chunks.push(c as Buffer);
+      yield { name: entry.header.name, type: entry.header.type ?? 'file', data: Buffer.concat(chunks) };
+    }
+  } catch (e) {
+    if (gzipError) throw new DataError(file, `corrupt gzip data: ${gzipError.message}`);
+    throw new DataError(file, `corrupt tar archive: ${(e as Error).message}`);
+  }
+  if (gzipError) throw new DataError(file, `corrupt gzip data: ${gzipError.message}`);
+}
+
 /** Extracts the batch files from the official .tar.gz bytes into `outDir` (only known names; paths are ignored). */
 export async function extractCifarTarball(tgz: Uint8Array, file: string, outDir: string): Promise<string[]> {
-  let tar: Uint8Array;
-  try {
-    tar = await gunzip(tgz);
-  } catch (e) {
-    throw new DataError(file, `corrupt gzip data: ${(e as Error).message}`);
-  }
   const wanted = new Set([...CIFAR_TRAIN_FILES, ...CIFAR_TEST_FILES, 'batches.meta.txt', 'readme.html']);
   await mkdir(outDir, { recursive: true });
   const written: string[] = [];
-  for (const entry of readTar(tar, file)) {
+  for await (const entry of tarGzEntries(tgz, file)) {
     const name = basename(entry.name);
-    if (entry.type !== '0' || !wanted.has(name)) continue;
+    if (entry.type !== 'file' || !wanted.has(name)) continue;
     await writeFile(join(outDir, name), entry.data);
     written.push(name);
   }

@@ -16,8 +16,8 @@ import {
   extractCifarTarball,
   loadCifar10,
   parseCifarBatch,
+  tarGzEntries,
 } from '../data-pipeline/cifar10';
-import { readTar } from '../data-pipeline/tar';
 import { DataError, type Batch } from '../data-pipeline/types';
 
 let tmp: string;
@@ -181,29 +181,40 @@ function tarOf(entries: Array<{ name: string; data: Uint8Array; type?: string }>
   return out;
 }
 
-describe('tar reader and tarball extraction', () => {
-  it('reads ustar entries, including prefix-split long paths', () => {
+async function entriesOf(tgz: Uint8Array, file: string) {
+  const out: { name: string; type: string; data: Buffer }[] = [];
+  for await (const e of tarGzEntries(tgz, file)) out.push(e);
+  return out;
+}
+
+describe('tarball reading (tar-stream) and extraction', () => {
+  it('reads ustar entries, including prefix-split long paths', async () => {
     const long = `${'d'.repeat(80)}/${'e'.repeat(40)}/file.bin`;
-    const tar = tarOf([
-      { name: 'dir/', data: new Uint8Array(0), type: '5' },
-      { name: 'dir/a.txt', data: new TextEncoder().encode('hello') },
-      { name: long, data: new Uint8Array(700).fill(7) },
+    const tgz = gzipSync(
+      tarOf([
+        { name: 'dir/', data: new Uint8Array(0), type: '5' },
+        { name: 'dir/a.txt', data: new TextEncoder().encode('hello') },
+        { name: long, data: new Uint8Array(700).fill(7) },
+      ]),
+    );
+    const entries = await entriesOf(tgz, 't.tar.gz');
+    expect(entries.map((e) => [e.name, e.type, e.data.length])).toEqual([
+      ['dir/', 'directory', 0],
+      ['dir/a.txt', 'file', 5],
+      [long, 'file', 700],
     ]);
-    const entries = [...readTar(tar, 't.tar')];
-    expect(entries.map((e) => [e.name, e.type, e.size])).toEqual([
-      ['dir/', '5', 0],
-      ['dir/a.txt', '0', 5],
-      [long, '0', 700],
-    ]);
-    expect(new TextDecoder().decode(entries[1].data)).toBe('hello');
+    expect(entries[1].data.toString()).toBe('hello');
     expect(entries[2].data.every((b) => b === 7)).toBe(true);
   });
 
-  it('rejects a corrupt header, naming the archive', async () => {
+  it('rejects a corrupt header, a truncated archive and corrupt gzip, naming the archive', async () => {
     const tar = tarOf([{ name: 'a', data: new Uint8Array(3) }]);
-    tar[10] ^= 0xff;
-    const e = await rejection(() => [...readTar(tar, 'bad.tar')]);
-    expect(e.message).toMatch(/^bad\.tar: corrupt tar header at offset 0: checksum/);
+    tar[150] ^= 0x07; // the checksum field
+    expect((await rejection(entriesOf(gzipSync(tar), 'bad.tar.gz'))).message).toMatch(/^bad\.tar\.gz: corrupt tar archive/);
+    const whole = tarOf([{ name: 'a', data: new Uint8Array(2000) }]);
+    expect((await rejection(entriesOf(gzipSync(whole.subarray(0, 1024)), 'short.tar.gz'))).message).toMatch(/^short\.tar\.gz: corrupt tar archive/);
+    const gz = gzipSync(whole);
+    expect((await rejection(entriesOf(gz.subarray(0, gz.length - 40), 'cut.tar.gz'))).message).toMatch(/^cut\.tar\.gz: corrupt gzip data/);
   });
 
   it('extracts the official layout from a .tar.gz', async () => {
@@ -263,10 +274,9 @@ describe('tar reader and tarball extraction', () => {
     } catch {
       ctx.skip();
     }
-    const { gunzipSync } = await import('node:zlib');
-    const entries = [...readTar(gunzipSync(await readFile(join(dir, 'a.tar.gz'))), 'a.tar.gz')];
+    const entries = await entriesOf(await readFile(join(dir, 'a.tar.gz')), 'a.tar.gz');
     const f = entries.find((e) => e.name.endsWith('test_batch.bin'))!;
-    expect(f.size).toBe(CIFAR_RECORD);
+    expect(f.data.length).toBe(CIFAR_RECORD);
     expect(f.data[0]).toBe(3);
   });
 });
