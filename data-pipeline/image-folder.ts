@@ -15,7 +15,7 @@ import { cropParams, type CropMode, type CropParams } from './crop';
 import type { DecodeResult, DecodeTask } from './image-worker';
 import { isDirectory } from './locate';
 import { shardIndices, shuffleInPlace } from './stream';
-import { DataError, type Batch, type BatchStream, type Shard } from './types';
+import { checkStreamState, DataError, type Batch, type BatchStream, type Shard, type StreamState } from './types';
 
 export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png']);
 
@@ -330,6 +330,29 @@ export class ImageFolderStream implements BatchStream {
     this.waitSeconds += (performance.now() - t0) / 1000;
     this.imagesDelivered += take.length;
     return { images, labels, shape: [take.length, S, S, 3] };
+  }
+
+  /**
+   * The position in stream order: examples handed out so far. Image i of epoch e is always cropped with the same seed,
+   * and epoch e's order depends only on the seed, so this is all a restore needs.
+   */
+  state(): StreamState {
+    return { kind: 'image-folder', seed: this.seed, epochSize: this.epochSize, shuffle: this.shuffle, delivered: this.imagesDelivered };
+  }
+
+  /** Continues from a saved position (queued prefetches are dropped and the stream refills from there). */
+  restore(s: StreamState): void {
+    checkStreamState(s, 'image-folder', this.seed, this.epochSize);
+    if (s.shuffle !== this.shuffle) throw new Error(`stream state is ${s.shuffle ? '' : 'not '}shuffled, this stream is${this.shuffle ? '' : ' not'}`);
+    const d = s.delivered as number;
+    const E = this.epochSize;
+    this.pool.cancel(this);
+    this.queue = [];
+    const e = this.shuffle ? Math.floor(d / E) : 0;
+    this.order = this.shuffle ? shuffleInPlace(this.members.slice(), seedrandom(`${this.seed}:epoch:${e}`)) : this.members;
+    this.epoch = e + 1;
+    this.pos = d % E;
+    this.imagesDelivered = d;
   }
 
   /** Drops the queued work and starts again from the first example of epoch 0 (e.g. before an evaluation pass). */

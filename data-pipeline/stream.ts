@@ -7,7 +7,7 @@
  * made of fresh typed arrays that the caller owns (they can be transferred to another thread).
  */
 import seedrandom from 'seedrandom';
-import type { Batch, BatchStream, Shard, Split } from './types';
+import { type Batch, type BatchStream, checkStreamState, type Shard, type Split, type StreamState } from './types';
 
 /** Rewrites a batch (e.g. random crops and flips); `rng` is the stream's own seeded generator. */
 export type AugmentFn = (batch: Batch, rng: () => number) => Batch;
@@ -82,7 +82,7 @@ export class InMemoryStream implements BatchStream {
   private readonly seed: string;
   private readonly shuffle: boolean;
   private readonly augment?: AugmentFn;
-  private readonly augRng: () => number;
+  private augRng: seedrandom.StatefulPRNG<seedrandom.State.Arc4>;
   private closed = false;
 
   constructor(
@@ -102,13 +102,32 @@ export class InMemoryStream implements BatchStream {
     this.seed = String(opts.seed ?? 0);
     this.shuffle = opts.shuffle ?? true;
     this.augment = opts.augment;
-    this.augRng = seedrandom(`${this.seed}:augment`);
+    this.augRng = seedrandom(`${this.seed}:augment`, { state: true });
+  }
+
+  private epochOrder(e: number): Int32Array {
+    return this.shuffle ? shuffleInPlace(this.members.slice(), seedrandom(`${this.seed}:epoch:${e}`)) : this.members;
   }
 
   private startEpoch(): void {
-    this.order = this.shuffle ? shuffleInPlace(this.members.slice(), seedrandom(`${this.seed}:epoch:${this.epoch}`)) : this.members;
+    this.order = this.epochOrder(this.epoch);
     this.epoch++;
     this.pos = 0;
+  }
+
+  /** Epoch, position in it and the augmentation generator's state (the epoch's order is recomputed from the seed). */
+  state(): StreamState {
+    return { kind: 'in-memory', seed: this.seed, epochSize: this.epochSize, shuffle: this.shuffle, epoch: this.epoch, pos: this.pos, aug: this.augRng.state() };
+  }
+
+  restore(s: StreamState): void {
+    checkStreamState(s, 'in-memory', this.seed, this.epochSize);
+    if (s.shuffle !== this.shuffle) throw new Error(`stream state is ${s.shuffle ? '' : 'not '}shuffled, this stream is${this.shuffle ? '' : ' not'}`);
+    const epoch = s.epoch as number;
+    this.order = epoch > 0 ? this.epochOrder(epoch - 1) : new Int32Array(0);
+    this.epoch = epoch;
+    this.pos = s.pos as number;
+    this.augRng = seedrandom('', { state: s.aug as seedrandom.State.Arc4 });
   }
 
   /** The indices (into the split) of the next `batchSize` examples, advancing the stream. */

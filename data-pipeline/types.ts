@@ -59,6 +59,15 @@ export interface Shard {
   count: number;
 }
 
+/** Where a stream stands, enough to continue it exactly (training checkpoints); plain structured-cloneable data. */
+export interface StreamState {
+  /** which kind of stream wrote it ('in-memory', 'image-folder') */
+  kind: string;
+  seed: string;
+  epochSize: number;
+  [key: string]: unknown;
+}
+
 /**
  * A stream of batches: what the trainer consumes. In-memory datasets and the ImageNet folder loader both provide
  * one, so an experiment does not care where images come from.
@@ -72,6 +81,19 @@ export interface BatchStream {
   readonly epochSize: number;
   next(batchSize: number): Promise<Batch>;
   close(): Promise<void>;
+  /**
+   * Optional: the stream's position, and a restore that makes a stream created with the same seed and shard continue
+   * with exactly the batches the saved one would have given next (a restored stream must not have been read yet).
+   */
+  state?(): StreamState;
+  restore?(s: StreamState): void;
+}
+
+/** Checks that a saved stream state belongs to a stream like this one; the error names the field that differs. */
+export function checkStreamState(s: StreamState, kind: string, seed: string, epochSize: number): void {
+  if (s.kind !== kind) throw new Error(`stream state is of a '${s.kind}' stream, this stream is '${kind}'`);
+  if (s.seed !== seed) throw new Error(`stream state has seed '${s.seed}', this stream '${seed}'`);
+  if (s.epochSize !== epochSize) throw new Error(`stream state has an epoch of ${s.epochSize} examples, this stream ${epochSize}`);
 }
 
 /** Every data error names the file and the problem; CLIs print `message` and exit non-zero. */

@@ -1,8 +1,10 @@
 /**
  * npm run exp:<name> -- [--profile quick|paper] [--backend B] [--data-dir D] [--download] [--set key=value ...]
- *                       [--only run1,run2] [--results DIR] [--no-report]
+ *                       [--only run1,run2] [--results DIR] [--no-report] [--resume]
  *
- * Runs every run of one paper figure, writes results/<name>/<run>.csv + .json, then regenerates the report.
+ * Runs every run of one paper figure, writes results/<name>/<run>.csv + .json, then regenerates the report. With
+ * --resume, runs whose sidecar says finished are skipped and the others continue from their checkpoint
+ * (results/<name>/<run>.ckpt, written at every evaluation and on Ctrl-C), or start over where there is none.
  */
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -27,8 +29,9 @@ async function main(argv: string[]) {
       .command('run <experiment>')
       .description('run one experiment')
       .option('--only <runs>', 'comma-separated run ids to train (default all)')
-      .option('--no-report', 'skip regenerating the report'),
-  ).action(async (name: string, o: CommonOptions & { only?: string; report: boolean }) => {
+      .option('--no-report', 'skip regenerating the report')
+      .option('--resume', 'skip finished runs; continue unfinished ones from their checkpoints'),
+  ).action(async (name: string, o: CommonOptions & { only?: string; report: boolean; resume?: boolean }) => {
     installStopHandlers();
     const p = await prepare(name, o);
     const tuned = readTuned(p.root, p.experiment, p.profileName);
@@ -49,7 +52,7 @@ async function main(argv: string[]) {
     }
     const dir = join(p.root, name);
     const tunedFrom = Object.fromEntries(Object.entries(tuned).map(([m, t]) => [m, t?.summaryCsv]));
-    const summaries = await trainRuns(p, runs, dir, { tunedFrom });
+    const summaries = await trainRuns(p, runs, dir, { tunedFrom }, { resume: o.resume });
     await p.data.close();
     console.log(`\nresults: ${dir}/ (${summaries.map((s) => `${s.run}.csv`).join(', ')})`);
     if (o.report) {

@@ -117,13 +117,14 @@ export async function prepare(name: string, opts: CommonOptions): Promise<Prepar
 /**
  * Validates every run first (a bad setting stops the experiment before any training), then trains them in order:
  * through the distributed runtime where the experiment gives the run a distributed configuration, else in the
- * single-process loop.
+ * single-process loop. With `resume`, finished runs are skipped and unfinished ones continue from their checkpoints.
  */
 export async function trainRuns(
   p: Prepared,
   runs: RunConfigInput[],
   resultsDir: string,
   notes?: Record<string, unknown>,
+  opts: { resume?: boolean } = {},
 ): Promise<RunSummary[]> {
   const checked = runs.map((r) => {
     const d = p.experiment.dist?.(p.profile, r);
@@ -134,19 +135,28 @@ export async function trainRuns(
   });
   const out: RunSummary[] = [];
   for (const { cfg, dist } of checked) {
-    const ctx = { experiment: p.experiment.name, profile: p.profileName, resultsDir, backend: p.backend, data: p.data, notes };
+    const ctx = { experiment: p.experiment.name, profile: p.profileName, resultsDir, backend: p.backend, data: p.data, notes, resume: opts.resume };
     if (dist) {
       const s = await runDistributedTraining(cfg, dist, ctx);
       out.push(s);
+      if (s.skipped) {
+        console.log(`${cfg.label}: finished earlier, skipped (--resume)\n  csv: ${s.csvPath}`);
+        continue;
+      }
       console.log(
         `${cfg.label}: ${s.status}, ${s.steps} steps, ${s.secondsPerStep.toFixed(3)} s/step real, ${(s.simSeconds / Math.max(1, s.steps)).toFixed(3)} s/step simulated, ` +
-          `${s.inverseInstalls} inverse installs, mean staleness ${s.meanStaleness.toFixed(1)}, final train loss ${s.finalTrainLoss.toFixed(4)}` +
+          (s.meanStaleness !== undefined ? `${s.inverseInstalls} inverse installs, mean staleness ${s.meanStaleness.toFixed(1)}, ` : '') +
+          `final train loss ${s.finalTrainLoss.toFixed(4)}` +
           (s.finalTestError !== undefined ? `, test error ${(100 * s.finalTestError).toFixed(1)} %` : '') +
           `\n  csv: ${s.csvPath}`,
       );
     } else {
       const s = await runTraining(cfg, ctx);
       out.push(s);
+      if (s.skipped) {
+        console.log(`${cfg.label}: finished earlier, skipped (--resume)\n  csv: ${s.csvPath}`);
+        continue;
+      }
       console.log(
         `${cfg.label}: ${s.status}, ${s.steps} steps, ${s.secondsPerStep.toFixed(3)} s/step, final train loss ${s.finalTrainLoss.toFixed(4)}` +
           (s.finalTestError !== undefined ? `, test error ${(100 * s.finalTestError).toFixed(1)} %` : '') +

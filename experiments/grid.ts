@@ -3,7 +3,9 @@
  *
  * Tunes the SGD+BN baseline of an experiment: the cross product of settings, each point trained by the same runner
  * as the figures (in child processes, `--jobs` at a time), a summary CSV of every point, and the best setting per
- * batch size in results/grid/<experiment>/best.json, which the experiment then uses for its baseline runs.
+ * batch size and per (batch size, rbz) in results/grid/<experiment>/best-<method>.json (experiments/tuned.ts), which
+ * the experiment then uses for its baseline runs. Without --rbz the experiment's own chunk sizes are tried (Figure 3:
+ * improved and standard BN, each tuned separately).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,6 +22,7 @@ import { addCommonOptions } from './cli-options';
 import { type CommonOptions, getExperiment, REPO_ROOT, resolveProfile, resultsRoot, tunedPath } from './common';
 import { exitWithError } from './errors';
 import type { TunedSettings } from './registry';
+import { type GridOutcome, pickBest } from './tuned';
 
 export type { GridPoint } from './registry';
 import type { GridPoint } from './registry';
@@ -86,7 +89,7 @@ async function main(argv: string[]) {
     program
       .argument('<experiment>')
       .option('--lr <list>', 'initial learning rates, comma-separated', '0.01,0.03,0.1')
-      .option('--rbz <list>', 'batch-norm chunk sizes (the paper: 32 standard, 128/256 improved)')
+      .option('--rbz <list>', "batch-norm chunk sizes (the paper: 32 standard, 128/256 improved; default: the experiment's lines)")
       .option('--method <name>', "baseline to tune (default: the experiment's first, sgd+bn)")
       .option('--batch <list>', "batch sizes (default: the profile's)")
       .option('--jobs <n>', 'grid points trained at once', String(Math.min(2, availableParallelism()))),
@@ -99,7 +102,7 @@ async function main(argv: string[]) {
     const profile = resolveProfile(e, o.profile, o.set);
     const batches = numbers('batch', o.batch) ?? e.batchSizes(profile);
     const lrs = numbers('lr', o.lr)!;
-    const rbzs: (number | undefined)[] = numbers('rbz', o.rbz) ?? [undefined];
+    const rbzs: (number | undefined)[] = numbers('rbz', o.rbz) ?? e.rbzs?.(profile) ?? [undefined];
     const jobs = Math.max(1, Math.floor(Number(o.jobs)));
     if (!Number.isFinite(jobs)) throw new ConfigError(`--jobs: '${o.jobs}' is not a number`);
     const points = gridPoints(method, batches, lrs, rbzs);
@@ -147,14 +150,7 @@ async function main(argv: string[]) {
     }
     const summaryCsv = join(dir, `summary-${method}.csv`);
     writeFileSync(summaryCsv, stringify(rows, { header: true }));
-    const best: TunedSettings['best'] = {};
-    for (const r of rows) {
-      if (r.final_train_loss === '') continue;
-      const k = String(r.batch_size);
-      if (!best[k] || (r.final_train_loss as number) < best[k].value) {
-        best[k] = { lr: r.lr as number, rbz: r.rbz === '' ? undefined : (r.rbz as number), value: r.final_train_loss as number, run: r.run as string };
-      }
-    }
+    const best = pickBest(rows as unknown as GridOutcome[]);
     const tuned: TunedSettings = {
       experiment: name,
       profile: o.profile,
@@ -165,7 +161,7 @@ async function main(argv: string[]) {
     };
     writeJsonAtomic(tunedPath(root, name, method), tuned);
     console.log(stringify(rows, { header: true, delimiter: '\t' }));
-    for (const [bz, b] of Object.entries(best)) console.log(`best for bz${bz}: lr ${b.lr}${b.rbz ? ` rbz ${b.rbz}` : ''} (train loss ${b.value.toFixed(4)})`);
+    for (const [k, b] of Object.entries(best)) console.log(`best for bz${k}: lr ${b.lr}${b.rbz ? ` rbz ${b.rbz}` : ''} (train loss ${b.value.toFixed(4)})`);
     console.log(`summary: ${summaryCsv}\nbest settings: ${tunedPath(root, name, method)}`);
     if (failures.length) {
       console.error(`${failures.length} grid point(s) failed:\n  ${failures.join('\n  ')}`);

@@ -34,6 +34,11 @@ export interface Experiment<S extends z.ZodType = z.ZodType> {
   /** the batch sizes the grid tunes by default */
   batchSizes?(p: z.infer<S>): number[];
   /**
+   * the batch-norm chunk sizes (rbz) the grid tunes by default, each with its own best learning rate (keyed
+   * `<batch>-rbz<rbz>`, experiments/tuned.ts): for figures whose lines differ in rbz (Figure 3)
+   */
+  rbzs?(p: z.infer<S>): number[];
+  /**
    * Runs trained through the distributed runtime (src/distributed): the distributed configuration of one run, or
    * undefined to train it in the single-process loop. Runs through the runtime get the simulated cluster clock
    * (sim_seconds) and inverse staleness in their CSV.
@@ -59,5 +64,10 @@ export async function loadExperiments(): Promise<Map<string, Experiment>> {
   await import('./fig6');
   await import('./updates');
   await import('./fig2');
+  await import('./fig3');
+  await import('./fig5');
+  await import('./fig7');
+  await import('./fig4');
+  await import('./fig8');
   return registry;
 }

@@ -3,7 +3,7 @@
  * and a non-zero exit, and nothing is written.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -59,4 +59,25 @@ describe('experiment CLI', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/error: .*idx3-ubyte: .*truncated/);
   });
+
+  it('--resume skips a finished run and says so', () => {
+    const results = mkdtempSync(join(tmpdir(), 'dkfac-cli-resume-'));
+    const args = ['run', 'fig6', '--only', 'sgd-bn-bz32', '--set', 'examples=64', '--set', 'evals=1', '--set', 'evalExamples=64', '--no-report', '--resume', '--results', results];
+    const run = () =>
+      spawnSync(process.execPath, ['--import', 'tsx', join(root, 'experiments', 'cli.ts'), ...args], {
+        cwd: root,
+        encoding: 'utf8',
+        env: { ...process.env, DKFAC_QUIET: '1' },
+        timeout: 300_000,
+      });
+    const first = run();
+    expect(first.stderr).toBe('');
+    expect(first.status).toBe(0);
+    expect(first.stdout).toMatch(/finished, 2 steps/);
+    const csv = readFileSync(join(results, 'fig6', 'sgd-bn-bz32.csv'), 'utf8');
+    const second = run();
+    expect(second.status).toBe(0);
+    expect(second.stdout).toMatch(/finished earlier, skipped \(--resume\)/);
+    expect(readFileSync(join(results, 'fig6', 'sgd-bn-bz32.csv'), 'utf8')).toBe(csv);
+  }, 600_000);
 });

@@ -258,6 +258,22 @@ describe('ImageFolderStream', () => {
     await s.close();
   });
 
+  it('state/restore: a restored stream continues with the same crops and order, across an epoch boundary', async () => {
+    const a = make(5, { prefetch: 2 });
+    await a.next(5);
+    await a.next(5); // 10 of 12 examples, and prefetching into the next epoch
+    const saved = a.state();
+    const b = make(5);
+    b.restore(saved);
+    for (let i = 0; i < 2; i++) {
+      const [x, y] = [await a.next(5), await b.next(5)];
+      expect(y.labels).toEqual(x.labels);
+      expect(y.images).toEqual(x.images);
+    }
+    expect(() => make(6).restore(saved)).toThrow(/seed '5', this stream '6'/);
+    for (const s of [a, b]) await s.close();
+  });
+
   it('unshuffled evaluation passes end with a short batch and start over', async () => {
     const s = new ImageFolderStream(folder.val, { numClasses: 3, mode: 'center', imageSize: 16, resizeTo: 20, shuffle: false, pool });
     const sizes = [];

@@ -133,14 +133,14 @@ async function runSteps(dist: Record<string, unknown>, steps: number, injections
     for (let k = 0; k < steps; k++) {
       if (until?.(ps)) break;
       const r = await ps.step(batchOf(split, 16 * k, 16 * k + 16), batchOf(split, 16 * steps + 8 * k, 16 * steps + 8 * k + 8));
-      staleness.push(r.staleness);
+      staleness.push(r.staleness!);
       sim.push(r.simSeconds);
     }
   } finally {
     await ps.close();
   }
   const params = [...model.params].map(([n, v]) => [n, Float32Array.from(v.dataSync() as Float32Array)] as const);
-  const out = { params, staleness, sim, installs: ps.refresher.stats.installs, live: ps.liveThreads, faults: ps.faults, ps };
+  const out = { params, staleness, sim, installs: ps.refresher!.stats.installs, live: ps.liveThreads, faults: ps.faults, ps };
   ps.dispose();
   model.dispose();
   return out;
@@ -179,7 +179,7 @@ describe('parameter server', () => {
 
   it('async inverses run on another thread and, slowed down, are installed stale with the right fromStep', async () => {
     // run until three jobs were installed (at most 40 steps): each inverse job sleeps 150 ms in its worker first
-    const r = await runSteps({ inverses: 'thread', inverse: { kind: 'async' } }, 40, { inverseAll: { delayMs: 150 } }, (ps) => ps.refresher.stats.installed >= 3);
+    const r = await runSteps({ inverses: 'thread', inverse: { kind: 'async' } }, 40, { inverseAll: { delayMs: 150 } }, (ps) => ps.refresher!.stats.installed >= 3);
     expect(r.installs.length).toBeGreaterThanOrEqual(3);
     expect(r.installs.every((i) => i.threadId !== 0)).toBe(true);
     expect(r.installs[0]).toMatchObject({ fromStep: 0, step: 0 });

@@ -41,6 +41,19 @@ export class SimClock {
 
   constructor(readonly inverseThreads: number) {}
 
+  /** For checkpoints: the clock, its last check point and the submission times of inverse jobs in flight. */
+  state(): { seconds: number; check: number; submitted: [number, number][]; last: SimClock['last'] } {
+    return { seconds: this.seconds, check: this.check, submitted: [...this.submitted], last: { ...this.last } };
+  }
+
+  restore(s: ReturnType<SimClock['state']>): void {
+    this.seconds = s.seconds;
+    this.check = s.check;
+    this.submitted.clear();
+    for (const [id, t] of s.submitted) this.submitted.set(id, t);
+    this.last = { ...s.last };
+  }
+
   /** The compute phase of a step: gradient shards (ms each, run in parallel) and the stats batch (ms, or 0). */
   compute(gradientMs: readonly number[], statsMs = 0): void {
     const c = Math.max(0, ...gradientMs, statsMs);

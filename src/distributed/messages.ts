@@ -86,7 +86,10 @@ export interface StatsTask {
 
 export interface StatsResult {
   kind: 'stats';
+  /** the step of the parameters the statistics were computed at */
   step: number;
+  /** the task's sampling seed (identifies the task) */
+  seed: string;
   stats: [string, BlockStats][];
   ms: number;
 }

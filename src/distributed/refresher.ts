@@ -28,6 +28,12 @@ interface Job {
   id: number;
   fromStep: number;
   due: number;
+  /**
+   * the task as submitted, where it can be kept (in-line; threaded lagged jobs keep a copy, since the pool moves the
+   * buffers) so that a checkpoint carries the job in flight and a resume resubmits the very same snapshot; null for
+   * threaded async jobs (a resume submits a fresh snapshot instead)
+   */
+  task: InverseTask | null;
   promise: Promise<InverseResult>;
   result?: InverseResult;
   error?: unknown;
@@ -38,6 +44,14 @@ export interface RefresherStats {
   installed: number;
   /** fromStep and install step of every installed job */
   installs: { fromStep: number; step: number; ms: number; threadId: number }[];
+}
+
+/** What a checkpoint keeps of the refresher: counters, and a job in flight as its task (resubmitted on restore). */
+export interface RefresherState {
+  nextId: number;
+  lastSubmit: number;
+  stats: RefresherStats;
+  pending: { id: number; fromStep: number; due: number; task: InverseTask } | null;
 }
 
 export class AsyncInverseRefresher {
@@ -60,31 +74,58 @@ export class AsyncInverseRefresher {
   }
 
   private submit(step: number): void {
-    const snapshots = this.kfac.snapshot();
     const task: InverseTask = {
       kind: 'inverse',
       fromStep: step,
-      snapshots,
+      snapshots: this.kfac.snapshot(),
       damping: Object.fromEntries(this.kfac.damping),
       mode: this.mode,
       inject: this.injectNext ?? this.injectAll,
     };
     this.injectNext = undefined;
     const lag = this.schedule.kind === 'lagged' ? this.schedule.lag : 0;
-    const id = this.nextId++;
+    this.start(this.nextId++, step, step + lag, task);
+    this.lastSubmit = step;
+    this.stats.submitted++;
+  }
+
+  /** Hands `task` to an inverse worker (or computes it in-line) as job `id`. */
+  private start(id: number, fromStep: number, due: number, task: InverseTask): void {
+    const kept = !this.pool ? task : this.schedule.kind === 'lagged' ? structuredClone(task) : null;
+    const retry = () => (kept ? structuredClone(kept) : { ...task, snapshots: this.kfac.snapshot() });
     const promise: Promise<InverseResult> = this.pool
-      ? (this.pool.run(task, step, undefined, () => ({ ...task, snapshots: this.kfac.snapshot() })) as Promise<InverseResult>)
+      ? (this.pool.run(task, fromStep, undefined, retry) as Promise<InverseResult>)
       : Promise.resolve().then(() => invertSnapshots(task));
-    const job: Job = { id, fromStep: step, due: step + lag, promise };
+    const job: Job = { id, fromStep, due, task: kept, promise };
     // a rejection is kept on the job and rethrown at the poll that finds it
     promise.then(
       (r) => (job.result = r),
       (e) => (job.error = e ?? new Error('inverse job failed')),
     );
     this.job = job;
-    this.lastSubmit = step;
-    this.stats.submitted++;
     this.clock?.inverseSubmitted(id);
+  }
+
+  state(): RefresherState {
+    const j = this.job;
+    return {
+      nextId: this.nextId,
+      lastSubmit: this.lastSubmit,
+      stats: structuredClone(this.stats),
+      pending: j?.task ? { id: j.id, fromStep: j.fromStep, due: j.due, task: { ...j.task, inject: undefined } } : null,
+    };
+  }
+
+  /**
+   * Restores the counters and resubmits a job that was in flight (same snapshot, damping and due step). A threaded
+   * async job in flight is not carried: the first poll after the resume submits a fresh snapshot.
+   */
+  restore(s: RefresherState): void {
+    this.nextId = s.nextId;
+    this.lastSubmit = s.pending ? s.lastSubmit : -1;
+    Object.assign(this.stats, structuredClone(s.stats));
+    this.job = null;
+    if (s.pending) this.start(s.pending.id, s.pending.fromStep, s.pending.due, structuredClone(s.pending.task));
   }
 
   private install(job: Job, r: InverseResult, step: number, blocking: boolean): void {

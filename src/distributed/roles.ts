@@ -92,7 +92,7 @@ export function statsBatch(model: Model, blocks: readonly FisherBlock[], t: Pick
       rng: seedrandom(t.seed),
       bnChunk: t.bnChunk,
     });
-    return { kind: 'stats', step: t.step, stats: [...r.stats], ms: performance.now() - t0 };
+    return { kind: 'stats', step: t.step, seed: t.seed, stats: [...r.stats], ms: performance.now() - t0 };
   } finally {
     x.dispose();
   }

@@ -8,24 +8,29 @@
  *   2. the statistics are folded into the factors' moving averages (block.accumulate)
  *   3. the inverse refresher is polled (it may install inverses computed asynchronously from an older snapshot)
  *   4. g = Σ_i (n_i / n) g_i; v = K-FAC preconditioning with the newest inverses; η by the KL rule; momentum; Polyak
- * Steps 4's pieces are the trainer's (OptimizerParts from kfacParts, Trainer's MomentumUpdater and PolyakAverage).
+ * Steps 4's pieces are the trainer's (the OptimizerParts of makeOptimizer, Trainer's MomentumUpdater and PolyakAverage).
  * Each role runs on worker threads ('thread') or in this thread one after the other ('inline').
+ *
+ * With `optimizer.kind: 'sgd'` the same server runs synchronous data-parallel SGD (the paper's baselines): steps 2
+ * and 3 do not exist (no stats worker, no inverse pool), the preconditioner is the identity and η the learning-rate
+ * schedule; the gradient averaging, momentum, Polyak average and BN running statistics are the same code.
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { Batch } from '../../data-pipeline/types';
 import { checkStatsFinite, type FisherBlock } from '../kfac/blocks';
 import { KfacError } from '../kfac/errors';
-import { type KfacConfig, KfacStopError, kfacParts } from '../kfac/optimizer';
+import { type KfacConfig, type KfacOptimizer, KfacStopError, type kfacParts } from '../kfac/optimizer';
 import type { Model } from '../nn/model';
 import type { RunConfig } from '../train/config';
-import { type OptimizerParts, Trainer, TrainingDivergedError } from '../train/trainer';
+import { makeOptimizer, type OptimizerParts, Trainer, type TrainerState, TrainingDivergedError } from '../train/trainer';
 import { type Grads, stepSize, type StepInfo } from '../train/update';
 import { SimClock } from './clock';
-import type { GradientResult, GradientTask, Inject, ReplicaSpec, StatsResult, StatsTask } from './messages';
+import type { GradientResult, GradientTask, Inject, ReplicaSpec, StatsResult, StatsTask, WireTensor } from './messages';
 import { type FaultEvent, RolePool } from './pool';
-import { AsyncInverseRefresher } from './refresher';
-import { gradientShard, statsBatch, wireParams } from './roles';
+import { AsyncInverseRefresher, type RefresherState } from './refresher';
+import { gradientShard, loadParams, statsBatch, wireParams } from './roles';
+import { type PumpTask, StatsPump } from './stats-pump';
 
 const Transport = z.enum(['inline', 'thread']);
 
@@ -44,9 +49,33 @@ export const DistConfig = z.strictObject({
       z.strictObject({ kind: z.literal('lagged'), lag: z.number().int().min(0) }),
     ])
     .default({ kind: 'sync', every: 20 }),
+  /**
+   * When the stats worker's statistics are computed (K-FAC):
+   *   sync          at each step's parameters, alongside the gradients, waited for (every optimizer.statsEvery steps)
+   *   async         the paper's: the stats worker loops on its own batches as fast as it can with the newest parameters
+   *                 it was sent; the parameter server folds whatever has arrived at the start of each step and never
+   *                 waits (but at the first step); statsEvery does not apply (threads only)
+   *   lagged {lag}  the deterministic in-line stand-in for async: step k's statistics are computed at the parameters
+   *                 of step max(0, k − lag) (every statsEvery steps)
+   * In async and lagged modes the simulated clock does not charge the statistics on the critical path.
+   */
+  statsSchedule: z
+    .discriminatedUnion('kind', [
+      z.strictObject({ kind: z.literal('sync') }),
+      z.strictObject({ kind: z.literal('async') }),
+      z.strictObject({ kind: z.literal('lagged'), lag: z.number().int().min(0).max(1000) }),
+    ])
+    .default({ kind: 'sync' }),
   /** a worker that throws or dies: run its task again on a fresh worker, or stop the run cleanly */
   onFault: z.enum(['respawn', 'stop']).default('stop'),
   retries: z.number().int().min(0).max(10).default(2),
+}).superRefine((d, ctx) => {
+  if (d.statsSchedule.kind === 'async' && d.stats !== 'thread') {
+    ctx.addIssue({ code: 'custom', path: ['statsSchedule'], message: "'async' statistics need the threaded stats worker (stats: 'thread'); use { kind: 'lagged', lag } in-line" });
+  }
+  if (d.inverse.kind === 'async' && d.inverses !== 'thread') {
+    ctx.addIssue({ code: 'custom', path: ['inverse'], message: "'async' inverses need the threaded inverse workers (inverses: 'thread'); use { kind: 'lagged', lag } in-line" });
+  }
 });
 export type DistConfig = z.infer<typeof DistConfig>;
 export type DistConfigInput = z.input<typeof DistConfig>;
@@ -59,14 +88,42 @@ export interface Injections {
   inverseAll?: Inject;
   /** applied to the first inverse task submitted at or after this step */
   inverse?: { step: number; inject: Inject };
+  /** keep every folded stats batch with its parameters' step, batch and seed in ps.statsRecord */
+  recordStats?: boolean;
 }
 
 export interface DistStepResult {
   loss: number;
   errors: number;
   info: StepInfo;
-  staleness: number;
+  /** steps since the inverses in use were computed (undefined for SGD: no inverses) */
+  staleness: number | undefined;
+  /** stats batches folded into the factors at this step (undefined for SGD) */
+  statsFolded: number | undefined;
+  /** their mean parameter staleness: this step minus the step of the parameters they were computed at */
+  statsStaleness: number | undefined;
+  /** measured compute of this step's roles, ms: each gradient shard, and the statistics folded (0 if none) */
+  roleMs: { shards: number[]; stats: number };
   simSeconds: number;
+}
+
+/** One folded stats batch, as recorded for tests (Injections.recordStats). */
+export interface StatsRecord {
+  foldStep: number;
+  paramsStep: number;
+  seed: string;
+  batch: { images: Float32Array; labels: Int32Array; shape: [number, number, number, number] };
+  stats: StatsResult['stats'];
+}
+
+export interface ParameterServerState {
+  trainer: TrainerState;
+  /** stats tasks started (async sampling seeds) and the parameters of the last lag + 1 steps (lagged) */
+  stats: { tasks: number; history: WireTensor[][]; folded: number; stalenessSum: number };
+  refresher?: RefresherState;
+  clock: ReturnType<SimClock['state']>;
+  wallSeconds: number;
+  faults: FaultEvent[];
 }
 
 /** Contiguous shards of n examples over N workers, sizes differing by at most one. */
@@ -92,18 +149,33 @@ function sliceBatch(b: Batch, lo: number, hi: number) {
 
 export class ParameterServer {
   readonly trainer: Trainer;
-  readonly parts: OptimizerParts & { kfac: import('../kfac/optimizer').KfacOptimizer };
-  readonly refresher: AsyncInverseRefresher;
+  readonly parts: OptimizerParts;
+  /** K-FAC's curvature state; null for SGD */
+  readonly kfac: KfacOptimizer | null;
+  /** the inverse workers' schedule; null for SGD */
+  readonly refresher: AsyncInverseRefresher | null;
   readonly clock: SimClock;
   readonly faults: FaultEvent[] = [];
   readonly pools: RolePool[] = [];
   private readonly gradPool: RolePool | null;
   private readonly statsPool: RolePool | null;
   private readonly spec: ReplicaSpec;
-  private readonly kcfg: KfacConfig;
+  private readonly kcfg: KfacConfig | null;
   injections: Injections = {};
   /** wall seconds spent in step() */
   wallSeconds = 0;
+  /** async statistics: where the stats worker's own batches come from (its stream) */
+  statsSource?: () => Promise<Batch>;
+  /** folded stats batches (with Injections.recordStats) */
+  readonly statsRecord: StatsRecord[] = [];
+  /** stats batches folded so far and the sum of their parameter staleness */
+  statsFolded = 0;
+  statsStalenessSum = 0;
+  private statsPump: StatsPump | null = null;
+  private statsTasks = 0;
+  /** lagged statistics: the parameters of the last lag + 1 steps, oldest first */
+  private paramHistory: WireTensor[][] = [];
+  private readonly recordBatches = new Map<string, StatsRecord['batch']>();
 
   constructor(
     readonly model: Model,
@@ -112,15 +184,16 @@ export class ParameterServer {
     data: { epochSize: number },
     polyakDecay: number,
   ) {
-    if (cfg.optimizer.kind !== 'kfac') throw new Error('the distributed runtime runs K-FAC (optimizer.kind: kfac)');
-    this.kcfg = cfg.optimizer;
-    this.parts = kfacParts(this.kcfg, model, { epochSize: data.epochSize, batchSize: cfg.batchSize, bnChunk: cfg.bnChunk, seed: cfg.seed });
+    // the single-process trainer's optimizer pieces (K-FAC: kfacParts, whose observe hook is replaced by steps 2–3)
+    this.parts = makeOptimizer(cfg, model, data);
+    this.kcfg = cfg.optimizer.kind === 'kfac' ? cfg.optimizer : null;
+    this.kfac = this.kcfg ? (this.parts as ReturnType<typeof kfacParts>).kfac : null;
     this.trainer = new Trainer(model, this.parts, cfg, polyakDecay);
     this.spec = {
       model: cfg.model,
       inputShape: model.inputShape,
       numClasses: model.numClasses,
-      blocks: { conv: this.kcfg.conv, doublyFactored: this.kcfg.doublyFactored, emaDecay: this.kcfg.emaDecay },
+      ...(this.kcfg ? { blocks: { conv: this.kcfg.conv, doublyFactored: this.kcfg.doublyFactored, emaDecay: this.kcfg.emaDecay } } : {}),
     };
     this.clock = new SimClock(dist.inverseThreads);
     const pool = (role: 'gradient' | 'stats' | 'inverse', n: number) => {
@@ -129,13 +202,18 @@ export class ParameterServer {
       return p;
     };
     this.gradPool = dist.gradients === 'thread' ? pool('gradient', dist.gradientWorkers) : null;
-    this.statsPool = dist.stats === 'thread' ? pool('stats', 1) : null;
-    const invPool = dist.inverses === 'thread' ? pool('inverse', Math.min(dist.inverseThreads, 2)) : null;
-    this.refresher = new AsyncInverseRefresher(this.parts.kfac, dist.inverse, invPool, this.kcfg.dampingMode, this.clock);
-  }
-
-  get kfac() {
-    return this.parts.kfac;
+    if (this.kfac && this.kcfg) {
+      this.statsPool = dist.stats === 'thread' ? pool('stats', 1) : null;
+      if (dist.statsSchedule.kind === 'async') {
+        if (!this.statsPool) throw new Error("'async' statistics need the threaded stats worker (stats: 'thread')");
+        this.statsPump = new StatsPump(this.statsPool, () => this.nextAsyncStatsTask());
+      }
+      const invPool = dist.inverses === 'thread' ? pool('inverse', Math.min(dist.inverseThreads, 2)) : null;
+      this.refresher = new AsyncInverseRefresher(this.kfac, dist.inverse, invPool, this.kcfg.dampingMode, this.clock);
+    } else {
+      this.statsPool = null;
+      this.refresher = null;
+    }
   }
 
   get steps(): number {
@@ -160,23 +238,61 @@ export class ParameterServer {
     );
   }
 
-  private statistics(batch: Batch | null, k: number): Promise<StatsResult | null> {
-    if (!batch || k % this.kcfg.statsEvery !== 0) return Promise.resolve(null);
-    const M = this.kcfg.statsBatch ? Math.min(this.kcfg.statsBatch, batch.shape[0]) : batch.shape[0];
-    const part = sliceBatch(batch, 0, M);
+  /** The stats worker's part of a batch (statsBatch examples) and its BN chunk. */
+  private statsPart(batch: Batch) {
+    const M = this.kcfg?.statsBatch ? Math.min(this.kcfg.statsBatch, batch.shape[0]) : batch.shape[0];
     const bnChunk = this.cfg.bnChunk && M % this.cfg.bnChunk === 0 ? this.cfg.bnChunk : undefined;
+    return { part: () => sliceBatch(batch, 0, M), bnChunk };
+  }
+
+  /**
+   * Synchronous and lagged statistics of step k on the stats worker's batch, at the current parameters or at
+   * `lagged` (the parameters of step `lagged.step`).
+   */
+  private async statistics(batch: Batch | null, k: number, lagged?: { step: number; params: WireTensor[] }): Promise<StatsResult | null> {
+    if (!batch || !this.kfac || !this.kcfg || k % this.kcfg.statsEvery !== 0) return null;
+    const { part, bnChunk } = this.statsPart(batch);
     const seed = `stats:${this.cfg.seed}:${k}`;
     const fisher = this.kcfg.fisher;
-    if (!this.statsPool) return Promise.resolve(statsBatch(this.model, this.kfac.blocks, { step: k, seed, fisher, bnChunk, ...part }));
-    const make = (): StatsTask => ({ kind: 'stats', spec: this.spec, step: k, params: wireParams(this.model), seed, fisher, bnChunk, ...sliceBatch(batch, 0, M) });
+    const step = lagged?.step ?? k;
+    if (this.injections.recordStats) this.recordBatches.set(seed, part());
+    if (!this.statsPool) {
+      if (!lagged || lagged.step === k) return statsBatch(this.model, this.kfac.blocks, { step, seed, fisher, bnChunk, ...part() });
+      // in-line at older parameters: swap them in for the statistics, then back (float32 copies: exact)
+      const now = wireParams(this.model);
+      loadParams(this.model, lagged.params);
+      try {
+        return statsBatch(this.model, this.kfac.blocks, { step, seed, fisher, bnChunk, ...part() });
+      } finally {
+        loadParams(this.model, now);
+      }
+    }
+    const params = lagged?.params;
+    const make = (): StatsTask => ({ kind: 'stats', spec: this.spec, step, params: params ? structuredClone(params) : wireParams(this.model), seed, fisher, bnChunk, ...part() });
     const t = make();
     const inj = this.injections.stats;
     if (inj && inj.step === k) t.inject = inj.inject;
-    return this.statsPool.run(t, k, undefined, make) as Promise<StatsResult>;
+    return (await this.statsPool.run(t, k, undefined, make)) as StatsResult;
+  }
+
+  /** The asynchronous stats worker's next task: its own next batch at the newest parameters (of step trainer.step). */
+  private async nextAsyncStatsTask(): Promise<PumpTask> {
+    if (!this.statsSource) throw new Error("'async' statistics need a source of stats batches (ParameterServer.statsSource)");
+    if (!this.kcfg) throw new Error('statistics without K-FAC');
+    const batch = await this.statsSource();
+    const { part, bnChunk } = this.statsPart(batch);
+    const seed = `stats:${this.cfg.seed}:async:${this.statsTasks++}`;
+    // read after the await: the newest parameters, consistent (an update never awaits halfway)
+    const step = this.trainer.step;
+    const params = wireParams(this.model);
+    if (this.injections.recordStats) this.recordBatches.set(seed, part());
+    const make = (): StatsTask => ({ kind: 'stats', spec: this.spec, step, params: structuredClone(params), seed, fisher: this.kcfg!.fisher, bnChunk, ...part() });
+    return { task: make(), retry: make };
   }
 
   /** Folds a stats worker's result into the factors; a non-finite batch is skipped under the optimizer's policy. */
   private fold(r: StatsResult, k: number): void {
+    if (!this.kfac || !this.kcfg) throw new Error('statistics folded without K-FAC');
     const blocks = new Map<string, FisherBlock>(this.kfac.blocks.map((b) => [b.name, b]));
     try {
       for (const [name, s] of r.stats) checkStatsFinite(name, s);
@@ -193,30 +309,64 @@ export class ParameterServer {
       if (!b) throw new Error(`stats worker returned statistics for unknown block ${name}`);
       (b.accumulate as (s: unknown) => void)(s);
     }
+    const batch = this.recordBatches.get(r.seed);
+    if (batch) {
+      this.recordBatches.delete(r.seed);
+      this.statsRecord.push({ foldStep: k, paramsStep: r.step, seed: r.seed, batch, stats: r.stats });
+    }
   }
 
-  /** One update from a gradient batch and (when statistics are due) the stats worker's own batch. */
-  async step(batch: Batch, statsBatch: Batch | null): Promise<DistStepResult> {
+  /**
+   * One update from a gradient batch and (K-FAC, sync and lagged statistics, when due) the stats worker's own batch;
+   * async statistics come from `statsSource` instead.
+   */
+  async step(batch: Batch, statsBatch: Batch | null = null): Promise<DistStepResult> {
     const t0 = performance.now();
     const k = this.trainer.step;
-    const ii = this.injections.inverse;
-    if (ii && k >= ii.step && !this.refresher.inFlight) {
-      this.refresher.injectNext = ii.inject;
-      this.injections.inverse = undefined;
+    // async statistics: take whatever the stats worker has finished (the very first step waits for one)
+    let folded: StatsResult[] = [];
+    let firstWaitMs = 0;
+    if (this.statsPump && this.kfac) {
+      this.statsPump.kick();
+      const first = !this.kfac.blocks.some((b) => b.steps > 0);
+      folded = await this.statsPump.take(first);
+      if (first) firstWaitMs = Math.max(0, ...folded.map((r) => r.ms));
     }
-    this.refresher.injectAll = this.injections.inverseAll;
-    // 1. compute phase: gradient shards and stats batch, concurrently where threaded
-    const [shards, stats] = await Promise.all([this.gradients(batch, k), this.statistics(statsBatch, k)]);
+    let lagged: { step: number; params: WireTensor[] } | undefined;
+    if (this.dist.statsSchedule.kind === 'lagged' && this.kfac) {
+      this.paramHistory.push(wireParams(this.model));
+      while (this.paramHistory.length > this.dist.statsSchedule.lag + 1) this.paramHistory.shift();
+      lagged = { step: k - (this.paramHistory.length - 1), params: this.paramHistory[0] };
+    }
+    const ii = this.injections.inverse;
+    if (this.refresher) {
+      if (ii && k >= ii.step && !this.refresher.inFlight) {
+        this.refresher.injectNext = ii.inject;
+        this.injections.inverse = undefined;
+      }
+      this.refresher.injectAll = this.injections.inverseAll;
+    }
+    // 1. compute phase: gradient shards and (sync, lagged) the stats batch, concurrently where threaded
+    const [shards, stats] = await Promise.all([
+      this.gradients(batch, k),
+      this.statsPump ? Promise.resolve(null) : this.statistics(statsBatch, k, lagged),
+    ]);
+    if (stats) folded.push(stats);
+    // async and lagged statistics are off the critical path (but the first step's wait)
+    const statsMs = this.dist.statsSchedule.kind === 'sync' ? (stats?.ms ?? 0) : firstWaitMs;
     this.clock.compute(
       shards.map((s) => s.ms),
-      stats?.ms ?? 0,
+      statsMs,
     );
     const u0 = performance.now();
     let waitMs = 0;
     // 2. statistics; 3. inverses
-    if (stats) this.fold(stats, k);
+    for (const r of folded) this.fold(r, k);
+    const statsStaleness = folded.length ? folded.reduce((a, r) => a + (k - r.step), 0) / folded.length : undefined;
+    this.statsFolded += folded.length;
+    this.statsStalenessSum += folded.reduce((a, r) => a + (k - r.step), 0);
     const w0 = performance.now();
-    const staleness = await this.refresher.poll(k);
+    const staleness = this.refresher ? await this.refresher.poll(k) : undefined;
     waitMs = performance.now() - w0;
     // 4. average the gradients, precondition, step
     const n = shards.reduce((a, s) => a + s.count, 0);
@@ -246,15 +396,24 @@ export class ParameterServer {
       // models that from the inverse job's measured block costs)
       this.clock.update(performance.now() - u0 - waitMs);
       this.wallSeconds += (performance.now() - t0) / 1000;
-      return { loss, errors, info, staleness, simSeconds: this.clock.seconds };
+      const statsFolded = this.kfac ? folded.length : undefined;
+      const roleMs = { shards: shards.map((s) => s.ms), stats: folded.reduce((a, r) => a + r.ms, 0) };
+      return { loss, errors, info, staleness, statsFolded, statsStaleness, roleMs, simSeconds: this.clock.seconds };
     } finally {
       tf.dispose([...grads.values()]);
     }
   }
 
-  /** BN running statistics from the shards' batch statistics, pooled (mean of means, within + between variance). */
+  /**
+   * BN running statistics from the shards' batch statistics, merged as the single-process trainer would record them
+   * for the whole batch: with chunks (bnChunk < batch) the trainer keeps the mean of the chunk statistics, and each
+   * shard's statistics are already the mean over its own chunks, so the merge is their size-weighted mean (exact when
+   * the shards are whole numbers of chunks); without chunks the trainer keeps the whole batch's statistics, and the
+   * merge pools the shards (mean of means; variance = within + between).
+   */
   private updateBn(shards: GradientResult[], n: number): void {
     if (!shards[0].bnStats.length) return;
+    const chunked = this.cfg.bnChunk !== undefined && this.cfg.bnChunk < n;
     const stats = new Map<string, { mean: tf.Tensor1D; variance: tf.Tensor1D }>();
     shards[0].bnStats.forEach((b0, j) => {
       const C = b0.mean.length;
@@ -262,12 +421,38 @@ export class ParameterServer {
       const v = new Float64Array(C);
       for (const s of shards) for (let c = 0; c < C; c++) mean[c] += (s.count / n) * s.bnStats[j].mean[c];
       for (const s of shards) {
-        for (let c = 0; c < C; c++) v[c] += (s.count / n) * (s.bnStats[j].variance[c] + (s.bnStats[j].mean[c] - mean[c]) ** 2);
+        const between = (c: number) => (chunked ? 0 : (s.bnStats[j].mean[c] - mean[c]) ** 2);
+        for (let c = 0; c < C; c++) v[c] += (s.count / n) * (s.bnStats[j].variance[c] + between(c));
       }
       stats.set(b0.name, { mean: tf.tensor1d(Float32Array.from(mean)), variance: tf.tensor1d(Float32Array.from(v)) });
     });
     this.model.updateBnState(stats);
     for (const s of stats.values()) tf.dispose([s.mean, s.variance]);
+  }
+
+  /** Everything a checkpoint needs of the server: trainer (and optimizer), inverse schedule, clocks, faults so far. */
+  state(): ParameterServerState {
+    return {
+      trainer: this.trainer.state(),
+      stats: { tasks: this.statsTasks, history: structuredClone(this.paramHistory), folded: this.statsFolded, stalenessSum: this.statsStalenessSum },
+      refresher: this.refresher?.state(),
+      clock: this.clock.state(),
+      wallSeconds: this.wallSeconds,
+      faults: this.faults.slice(),
+    };
+  }
+
+  restore(s: ParameterServerState): void {
+    this.trainer.restore(s.trainer);
+    this.statsTasks = s.stats.tasks;
+    this.paramHistory = structuredClone(s.stats.history);
+    this.statsFolded = s.stats.folded;
+    this.statsStalenessSum = s.stats.stalenessSum;
+    if (s.refresher && this.refresher) this.refresher.restore(s.refresher);
+    // after the refresher: a resubmitted job keeps its original simulated submission time
+    this.clock.restore(s.clock);
+    this.wallSeconds = s.wallSeconds;
+    this.faults.splice(0, this.faults.length, ...s.faults);
   }
 
   /** Live worker threads over every pool. */
@@ -277,8 +462,9 @@ export class ParameterServer {
 
   /** Stops every worker (a job in flight is abandoned) and frees the optimizer state. Safe to call twice. */
   async close(): Promise<void> {
+    this.statsPump?.stop();
     await Promise.all(this.pools.map((p) => p.close()));
-    await this.refresher.drain();
+    await this.refresher?.drain();
   }
 
   dispose(): void {

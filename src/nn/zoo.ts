@@ -25,7 +25,8 @@ function convUnit(
   return tfm.relu(h);
 }
 
-function denseUnit(L: Layers, name: string, x: tf.Tensor2D, units: number, bn: boolean): tf.Tensor2D {
+/** dense → (BN) → ReLU; a 4-D input is flattened by the dense layer itself, which records its [H, W, C] shape. */
+function denseUnit(L: Layers, name: string, x: tf.Tensor, units: number, bn: boolean): tf.Tensor2D {
   let h = L.dense(name, x, { units, bias: !bn });
   if (bn) h = L.batchNorm(`${name}_bn`, h);
   return tfm.relu(h);
@@ -121,7 +122,7 @@ export function googLeNet(cfg: z.infer<typeof GoogLeNetConfig>, numClasses: numb
 
 // ---------------------------------------------------------------------------------------------------------------
 // AlexNet (Krizhevsky et al. 2012, the single-tower form without LRN). The first fully connected layer is the
-// paper's doubly-factored layer (6×6×256 → 4096 at 224×224).
+// paper's doubly-factored layer: 6×6×256 → 4096 at 227×227 (the 11×11/4 'valid' stem gives 5×5×256 at 224×224).
 
 export const AlexNetConfig = z.strictObject({
   arch: z.literal('alexnet'),
@@ -146,7 +147,8 @@ export function alexNet(cfg: z.infer<typeof AlexNetConfig>, numClasses: number):
     h = convUnit(L, 'conv4', h, w(384, cfg.width), 3, cfg.bn);
     h = convUnit(L, 'conv5', h, w(256, cfg.width), 3, cfg.bn);
     h = L.maxPool(h, 3, 2, cfg.stem === 'imagenet' ? 'valid' : 'same');
-    let f = denseUnit(L, 'fc6', h.reshape([h.shape[0], -1]) as tf.Tensor2D, cfg.fcUnits, cfg.bn);
+    // the 4-D map goes to fc6 unflattened, so the layer records its [H, W, C] input (the doubly-factored block needs it)
+    let f = denseUnit(L, 'fc6', h, cfg.fcUnits, cfg.bn);
     f = denseUnit(L, 'fc7', f, cfg.fcUnits, cfg.bn);
     return L.dense('fc8', f, { units: numClasses });
   };

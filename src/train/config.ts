@@ -58,6 +58,13 @@ export const RunConfig = z
     /** test examples per evaluation (default: the whole test split) */
     evalExamples: z.number().int().positive().optional(),
     seed: z.number().int().min(0).default(0),
+    /**
+     * Checkpoints (<run>.ckpt next to the CSV, written atomically) that `--resume` continues from: 'evals' after every
+     * test evaluation, N every N steps, 0 never; a stop request (Ctrl-C) always writes one.
+     */
+    checkpointEvery: z.union([z.literal('evals'), z.number().int().min(0)]).default('evals'),
+    /** keep the checkpoint of a finished run (its final state); by default it is removed when the run finishes */
+    keepCheckpoint: z.boolean().default(false),
   })
   .superRefine((c, ctx) => {
     if (c.bnChunk !== undefined && c.bnChunk > c.batchSize) {

@@ -7,6 +7,17 @@ import type { RunConfig } from './config';
 import type { RunWriter } from './results';
 import type { CsvRow } from './schema';
 
+/** What a checkpoint keeps of the log: the open interval's sums and the last values reported. */
+export interface IntervalLogState {
+  lossAcc: number;
+  errAcc: number;
+  nAcc: number;
+  lastTrainLoss: number;
+  lastTest?: { loss: number; error: number };
+  /** data rows written to the CSV so far */
+  rows: number;
+}
+
 export class IntervalLog {
   readonly totalSteps: number;
   private readonly evalAt = new Set<number>();
@@ -15,6 +26,8 @@ export class IntervalLog {
   private nAcc = 0;
   lastTrainLoss = Number.NaN;
   lastTest: { loss: number; error: number } | undefined;
+  /** data rows written so far */
+  rows = 0;
 
   constructor(
     private readonly cfg: Pick<RunConfig, 'examples' | 'batchSize' | 'evals' | 'logEvery'>,
@@ -24,6 +37,11 @@ export class IntervalLog {
     this.totalSteps = Math.ceil(cfg.examples / cfg.batchSize);
     for (let i = 1; i <= cfg.evals; i++) this.evalAt.add(Math.round((i * this.totalSteps) / cfg.evals));
     this.evalAt.add(this.totalSteps);
+  }
+
+  /** Whether step k (1-based) evaluates on the test split. */
+  isEvalStep(k: number): boolean {
+    return this.evalAt.has(k);
   }
 
   /** Folds one step's mean loss and error count over `n` examples into the interval. */
@@ -54,6 +72,15 @@ export class IntervalLog {
       row.test_error = this.lastTest.error;
     }
     this.writer.append(row);
+    this.rows++;
     this.lossAcc = this.errAcc = this.nAcc = 0;
+  }
+
+  state(): IntervalLogState {
+    return { lossAcc: this.lossAcc, errAcc: this.errAcc, nAcc: this.nAcc, lastTrainLoss: this.lastTrainLoss, lastTest: this.lastTest, rows: this.rows };
+  }
+
+  restore(s: IntervalLogState): void {
+    ({ lossAcc: this.lossAcc, errAcc: this.errAcc, nAcc: this.nAcc, lastTrainLoss: this.lastTrainLoss, lastTest: this.lastTest, rows: this.rows } = s);
   }
 }

@@ -21,17 +21,36 @@ function cell(v: number | undefined): string {
   return Number.isInteger(v) ? String(v) : Number(v.toPrecision(7)).toString();
 }
 
+/**
+ * Cuts a run's CSV back to its header and first `rows` data rows (what a checkpoint had written), atomically. A row
+ * half-written by a killed process is never kept; a header from another version of the schema is an error.
+ */
+export function truncateCsv(path: string, rows: number): void {
+  if (!existsSync(path)) throw new Error(`${path}: missing (the checkpoint expects ${rows} rows in it)`);
+  const lines = readFileSync(path, 'utf8').split('\n');
+  // the last element is '' after a final newline, or a partial line: neither is a complete row
+  const complete = lines.slice(0, -1);
+  const header = stringify([[...CSV_COLUMNS]]).trimEnd();
+  if (complete[0] !== header) throw new Error(`${path}: its header differs from this version's columns (${header})`);
+  if (complete.length - 1 < rows) throw new Error(`${path}: has ${complete.length - 1} complete rows, the checkpoint was taken after ${rows}`);
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${complete.slice(0, rows + 1).join('\n')}\n`);
+  renameSync(tmp, path);
+}
+
 export class RunWriter {
   readonly csvPath: string;
   readonly sidecarPath: string;
   sidecar: RunSidecar;
 
-  constructor(resultsDir: string, sidecar: RunSidecar) {
+  /** A fresh run writes the CSV header; a resumed one (`resumeRows`) keeps the first rows of the CSV already there. */
+  constructor(resultsDir: string, sidecar: RunSidecar, resumeRows?: number) {
     mkdirSync(resultsDir, { recursive: true });
     this.csvPath = join(resultsDir, `${sidecar.run}.csv`);
     this.sidecarPath = join(resultsDir, `${sidecar.run}.json`);
     this.sidecar = sidecar;
-    writeFileSync(this.csvPath, stringify([[...CSV_COLUMNS]]));
+    if (resumeRows === undefined) writeFileSync(this.csvPath, stringify([[...CSV_COLUMNS]]));
+    else truncateCsv(this.csvPath, resumeRows);
     writeJsonAtomic(this.sidecarPath, this.sidecar);
   }
 

@@ -3,7 +3,8 @@
  * (results/<experiment>/<run>.json). Reports read only these two files.
  *
  * Empty cells mean "not measured at this row" (test metrics are evaluated every `evalEvery` steps; the KL threshold
- * exists only for K-FAC; staleness only where inverses are used).
+ * exists only for K-FAC; staleness only where inverses are used; the stats columns only in the distributed runtime).
+ * Readers select columns by name; new columns are only ever appended.
  */
 export const CSV_COLUMNS = [
   'step', // updates applied so far
@@ -17,6 +18,8 @@ export const CSV_COLUMNS = [
   'learning_rate', // the step size actually used at this step (K-FAC: the KL-clipped eta)
   'kl_threshold', // K-FAC's c_k, empty for SGD
   'inverse_staleness', // steps since the inverses in use were computed, empty for SGD
+  'stats_batches', // distributed K-FAC: stats batches folded into the factors at this step (async: 0, 1, 2, …)
+  'stats_staleness', // their mean parameter staleness (this step minus the step of the parameters they used)
 ] as const;
 
 export type CsvColumn = (typeof CSV_COLUMNS)[number];
@@ -38,6 +41,8 @@ export interface RunSidecar {
   startedAt: string;
   finishedAt?: string;
   status: 'running' | 'finished' | 'stopped' | 'failed';
+  /** each time the run was continued from its checkpoint (`exp run --resume`): when, from which step, at which commit */
+  resumes?: { at: string; fromStep: number; commit: string }[];
   error?: string;
   /** summary numbers computed at the end of the run */
   summary?: Record<string, number>;

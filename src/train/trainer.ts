@@ -11,12 +11,8 @@ import { buildModel } from '../nn/zoo';
 import { kfacParts } from '../kfac/optimizer';
 import type { RunConfig } from './config';
 import { assignTensors, saveTensors, type TensorData } from './checkpoint';
-import { IntervalLog } from './interval-log';
-import { progressBar } from './progress';
-import { stopRequested, yieldAndCheckStop } from './stop';
-import { gitInfo, machineInfo } from './provenance';
-import { RunWriter } from './results';
 import type { CsvRow, RunSidecar } from './schema';
+import { runFingerprint, runSession, TrackedStream } from './session';
 import {
   decayInterval,
   type Grads,
@@ -273,6 +269,8 @@ export interface RunContext {
   data: TrainData;
   /** extra fields for the sidecar (e.g. where tuned settings came from) */
   notes?: Record<string, unknown>;
+  /** continue from the run's checkpoint where there is one; skip the run when its sidecar says it finished */
+  resume?: boolean;
 }
 
 export interface RunSummary {
@@ -286,95 +284,72 @@ export interface RunSummary {
   finalTestError?: number;
   wallSeconds: number;
   secondsPerStep: number;
+  /** the run had finished before and was skipped (resume) */
+  skipped?: boolean;
+  /** the step of the checkpoint this run was continued from (resume) */
+  resumedFrom?: number;
 }
 
-/** Trains one configured run to its example budget, writing its CSV and sidecar. */
-export async function runTraining(cfg: RunConfig, ctx: RunContext): Promise<RunSummary> {
-  const { data } = ctx;
-  const model = buildModel(cfg.model, [data.height, data.width, data.channels], data.numClasses, cfg.seed);
-  const opt = makeOptimizer(cfg, model, data);
+/** Polyak decay ξ of a run: the configured value, or exp(−1/steps per epoch) for 'epoch'. */
+export function polyakDecayOf(cfg: RunConfig, data: { epochSize: number }): number {
   const stepsPerEpoch = Math.max(1, Math.round(data.epochSize / cfg.batchSize));
-  const polyakDecay = cfg.polyak === 'epoch' ? Math.exp(-1 / stepsPerEpoch) : cfg.polyak;
-  const trainer = new Trainer(model, opt, cfg, polyakDecay);
-  const writer = new RunWriter(ctx.resultsDir, {
-    experiment: ctx.experiment,
-    run: cfg.run,
-    label: cfg.label,
-    method: cfg.method,
-    batchSize: cfg.batchSize,
-    profile: ctx.profile,
-    config: { ...cfg, polyakDecay, numParams: model.numParams(), ...(ctx.notes ? { notes: ctx.notes } : {}) },
-    git: gitInfo(),
-    backend: { name: ctx.backend.name, version: ctx.backend.version, detail: ctx.backend.detail },
-    data: data.source,
-    machine: machineInfo(),
-    startedAt: new Date().toISOString(),
-    status: 'running',
-  });
+  return cfg.polyak === 'epoch' ? Math.exp(-1 / stepsPerEpoch) : cfg.polyak;
+}
 
-  const stream = data.train(cfg.seed);
-  const log = new IntervalLog(cfg, writer, () => trainer.evaluate(data.testBatches(500), cfg.evalExamples));
-  const totalSteps = log.totalSteps;
-  const bar = progressBar(cfg.label, totalSteps);
-  let wall = 0;
-  let status: RunSidecar['status'] = 'finished';
-  let error: string | undefined;
-  let optSummary: Record<string, number> = {};
-  try {
-    for (let k = 1; k <= totalSteps; k++) {
-      const batch = await stream.next(cfg.batchSize);
-      const t0 = performance.now();
-      const r = trainer.trainStep(batch);
-      wall += (performance.now() - t0) / 1000;
-      log.add(r.loss, r.errors, batch.labels.length);
-      // a stop request also closes the interval, so the CSV ends at the last step trained
-      await log.endStep(
-        k,
-        { wall_seconds: wall, sim_seconds: wall, learning_rate: r.info.eta, kl_threshold: r.info.klThreshold, ...opt.rowFields?.() },
-        stopRequested() !== null,
-      );
-      bar.update(k, { loss: log.lastTrainLoss.toFixed(3), 's/step': (wall / k).toFixed(3) });
-      const stop = await yieldAndCheckStop(k);
-      if (stop) {
-        status = 'stopped';
-        error = stop;
-        break;
-      }
-    }
-  } catch (e) {
-    status = 'failed';
-    error = (e as Error).message;
-  } finally {
-    bar.stop();
-    await stream.close();
-    optSummary = opt.summary?.() ?? {};
-    trainer.dispose();
-    model.dispose();
-  }
-  writer.update({
-    status,
-    error,
-    finishedAt: new Date().toISOString(),
-    summary: {
-      steps: trainer.step,
-      wallSeconds: wall,
-      secondsPerStep: wall / Math.max(1, trainer.step),
-      finalTrainLoss: log.lastTrainLoss,
-      ...optSummary,
-      ...(log.lastTest ? { finalTestLoss: log.lastTest.loss, finalTestError: log.lastTest.error } : {}),
+/**
+ * Trains one configured run to its example budget in this process, writing its CSV and sidecar (and checkpoints;
+ * with ctx.resume it continues from the last one: see session.ts).
+ */
+export function runTraining(cfg: RunConfig, ctx: RunContext): Promise<RunSummary> {
+  const { data } = ctx;
+  return runSession(cfg, ctx, {
+    fingerprint: runFingerprint(cfg, ctx),
+    fromSidecar: () => ({}),
+    build: () => {
+      const model = buildModel(cfg.model, [data.height, data.width, data.channels], data.numClasses, cfg.seed);
+      const opt = makeOptimizer(cfg, model, data);
+      const polyakDecay = polyakDecayOf(cfg, data);
+      const trainer = new Trainer(model, opt, cfg, polyakDecay);
+      const stream = new TrackedStream(data.train(cfg.seed));
+      let wall = 0;
+      return {
+        get steps() {
+          return trainer.step;
+        },
+        get wallSeconds() {
+          return wall;
+        },
+        sidecarConfig: { polyakDecay, numParams: model.numParams() },
+        async step() {
+          const batch = await stream.next(cfg.batchSize);
+          const t0 = performance.now();
+          const r = trainer.trainStep(batch);
+          wall += (performance.now() - t0) / 1000;
+          const fields = { wall_seconds: wall, sim_seconds: wall, learning_rate: r.info.eta, kl_threshold: r.info.klThreshold, ...opt.rowFields?.() };
+          return { loss: r.loss, errors: r.errors, examples: batch.labels.length, fields };
+        },
+        evaluate: () => trainer.evaluate(data.testBatches(500), cfg.evalExamples),
+        state: (): SingleProcessState => ({ trainer: trainer.state(), stream: stream.position(), wall }),
+        async restore(saved) {
+          const s = saved as SingleProcessState;
+          trainer.restore(s.trainer);
+          await stream.seek(s.stream);
+          wall = s.wall;
+        },
+        summary: () => opt.summary?.() ?? {},
+        result: () => ({}),
+        close: () => stream.close(),
+        dispose() {
+          trainer.dispose();
+          model.dispose();
+        },
+      };
     },
   });
-  if (status === 'failed') console.error(`run ${cfg.run} failed: ${error}`);
-  return {
-    run: cfg.run,
-    csvPath: writer.csvPath,
-    sidecarPath: writer.sidecarPath,
-    status,
-    steps: trainer.step,
-    finalTrainLoss: log.lastTrainLoss,
-    finalTestLoss: log.lastTest?.loss,
-    finalTestError: log.lastTest?.error,
-    wallSeconds: wall,
-    secondsPerStep: wall / Math.max(1, trainer.step),
-  };
+}
+
+interface SingleProcessState {
+  trainer: TrainerState;
+  stream: ReturnType<TrackedStream['position']>;
+  wall: number;
 }

@@ -1,0 +1,120 @@
+/**
+ * What the speed figures (3, 5, 7) measure from a run's CSV: the smoothed training loss along the three clocks of the
+ * CSV (updates, simulated cluster seconds, real seconds), when a run first reaches a loss, its seconds per update,
+ * and which clocks two runs can be compared on.
+ *
+ * The simulated clock (sim_seconds) is only comparable between runs that both went through the distributed runtime:
+ * a run trained in the single-process loop writes its real seconds there (one process computing the whole batch),
+ * not the time of the paper's N parallel gradient workers.
+ */
+import type { CsvRow } from '../../src/train/schema';
+import type { LoadedRun } from '../types';
+import { windowMean } from './fig6';
+
+/** Training loss is smoothed over this many consecutive rows before a target is checked (this suite's choice). */
+export const SMOOTH_ROWS = 3;
+
+export type Clock = 'step' | 'sim_seconds' | 'wall_seconds';
+
+/** One row of a run with its smoothed training loss (mean of this row's and the previous SMOOTH_ROWS − 1 rows'). */
+export interface SmoothedPoint {
+  step: number;
+  sim_seconds?: number;
+  wall_seconds?: number;
+  loss: number;
+}
+
+function finite(x: number | undefined): x is number {
+  return x !== undefined && Number.isFinite(x);
+}
+
+/** The rows with a finite training loss, in step order, with the smoothed loss. */
+export function smoothedTrainLoss(run: LoadedRun): SmoothedPoint[] {
+  const rows = run.rows.filter((r) => finite(r.train_loss)).sort((a, b) => a.step - b.step);
+  return rows.map((r, i) => {
+    const w = rows.slice(Math.max(0, i - SMOOTH_ROWS + 1), i + 1);
+    return {
+      step: r.step,
+      ...(finite(r.sim_seconds) ? { sim_seconds: r.sim_seconds } : {}),
+      ...(finite(r.wall_seconds) ? { wall_seconds: r.wall_seconds } : {}),
+      loss: w.reduce((a, b) => a + b.train_loss!, 0) / w.length,
+    };
+  });
+}
+
+/** The run's final smoothed training loss (undefined without training-loss rows). */
+export function finalSmoothedLoss(run: LoadedRun): number | undefined {
+  return smoothedTrainLoss(run).at(-1)?.loss;
+}
+
+/** The first row at which the smoothed training loss is at or below `target` (undefined if never). */
+export function reach(run: LoadedRun, target: number): SmoothedPoint | undefined {
+  return smoothedTrainLoss(run).find((p) => p.loss <= target);
+}
+
+/** The smoothed training loss at the first row at or after `step` (or the last row). */
+export function smoothedAt(run: LoadedRun, step: number): SmoothedPoint | undefined {
+  const s = smoothedTrainLoss(run);
+  return s.find((p) => p.step >= step) ?? s.at(-1);
+}
+
+/** The distributed configuration a run went through (absent: the single-process loop). */
+export function distributedOf(run: LoadedRun): Record<string, unknown> | undefined {
+  const d = (run.sidecar.config as { distributed?: Record<string, unknown> } | undefined)?.distributed;
+  return d && typeof d === 'object' ? d : undefined;
+}
+
+/** Whether the simulated clocks of these runs can be compared: every one went through the distributed runtime. */
+export function simComparable(runs: LoadedRun[]): boolean {
+  return runs.every((r) => distributedOf(r) !== undefined);
+}
+
+/** Seconds per update of a run on one clock, from its last row carrying that clock. */
+export function secondsPerUpdate(run: LoadedRun, col: 'sim_seconds' | 'wall_seconds'): number | undefined {
+  const r = run.rows.filter((x) => finite(x[col]) && x.step > 0).at(-1);
+  return r ? r[col]! / r.step : undefined;
+}
+
+/** The run's batch-norm chunk (rbz): the config's bnChunk, else the `rbzN` of its label. */
+export function rbzOf(run: LoadedRun): number | undefined {
+  const c = (run.sidecar.config as { bnChunk?: unknown } | undefined)?.bnChunk;
+  if (typeof c === 'number') return c;
+  const m = run.sidecar.label.match(/rbz(\d+)/);
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * Mean training loss over the last `fraction` of updates up to `horizon` (the piecewise-linear curve through the
+ * rows, integrated), i.e. the loss "at matched updates", independent of how densely each run logged.
+ */
+export function lossAtUpdates(run: LoadedRun, horizon: number, fraction: number): number | undefined {
+  const pts = run.rows.filter((r) => finite(r.train_loss)).map((r) => ({ x: r.step, y: r.train_loss! })).sort((a, b) => a.x - b.x);
+  if (!pts.length) return undefined;
+  return windowMean(pts, horizon * (1 - fraction), horizon);
+}
+
+/** The last row with a test error at or before `step`. */
+export function testErrorAt(run: LoadedRun, step = Number.POSITIVE_INFINITY): CsvRow | undefined {
+  return run.rows.filter((r) => finite(r.test_error) && r.step <= step).at(-1);
+}
+
+/** The last step a run logged (0 without rows). */
+export function lastStep(run: LoadedRun): number {
+  return run.rows.reduce((m, r) => Math.max(m, r.step), 0);
+}
+
+/** '12 updates / 3.4 simulated s / 10.2 real s' for a point, with whatever clocks it carries. */
+export function describePoint(p: SmoothedPoint, withSim: boolean): string {
+  const parts = [`${p.step} updates`];
+  if (withSim && p.sim_seconds !== undefined) parts.push(`${p.sim_seconds.toFixed(1)} simulated s`);
+  if (p.wall_seconds !== undefined) parts.push(`${p.wall_seconds.toFixed(1)} real s`);
+  return parts.join(' / ');
+}
+
+/** Ratio of a baseline's clock reading to K-FAC's (how many times faster K-FAC is); undefined where not measured. */
+export function speedup(baseline: SmoothedPoint, kfac: SmoothedPoint, clock: Clock): number | undefined {
+  const b = baseline[clock];
+  const k = kfac[clock];
+  if (b === undefined || k === undefined || !(k > 0)) return undefined;
+  return b / k;
+}
