@@ -1,6 +1,6 @@
 /**
- * Renders one figure: a Vega-Lite spec (one panel per PanelSpec, side by side, one line per run coloured by its
- * label) compiled with vega-lite, drawn headless by vega into SVG, rasterised to PNG by sharp (librsvg).
+ * Renders one figure: a Vega-Lite spec (one panel per PanelSpec, at most PANELS_PER_ROW side by side, one line per
+ * run coloured by its label) compiled with vega-lite, drawn headless by vega into SVG, rasterised to PNG by sharp (librsvg).
  *
  * As in the paper's figures, training metrics are dashed and test metrics solid.
  */
@@ -15,6 +15,8 @@ import type { FigureSpec, LoadedRun, PanelSpec, RenderedFiles } from './types';
 /** Panel size in CSS pixels. */
 const PANEL_WIDTH = 380;
 const PANEL_HEIGHT = 260;
+/** Panels wrap into rows of this many (figures with panels against updates and against time have up to 8). */
+export const PANELS_PER_ROW = 4;
 /** Lines longer than this are thinned evenly (keeping the last point) so the SVG stays small. */
 export const MAX_POINTS_PER_LINE = 2000;
 /** PNG scale relative to the SVG's CSS pixels (sharp's density is in dpi; 72 dpi = 1x). */
@@ -125,7 +127,8 @@ export function buildVegaLiteSpec(spec: FigureSpec, runs: LoadedRun[]): TopLevel
     title: { text: `${spec.id}: ${spec.title}`, subtitle, anchor: 'start', fontSize: 16, subtitleFontSize: 12 },
     background: 'white',
     padding: 12,
-    hconcat: panels,
+    concat: panels,
+    columns: PANELS_PER_ROW,
     spacing: 28,
     resolve: { scale: { color: 'shared' }, legend: { color: 'shared' } },
     config: {

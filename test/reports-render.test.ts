@@ -80,9 +80,9 @@ describe('renderFigure', () => {
     expect(meta.width! / meta.height!).toBeGreaterThan(1.5); // two panels side by side
 
     const vl = JSON.parse(await readFile(files.vlSpecPath, 'utf8'));
-    expect(vl.hconcat).toHaveLength(fig6.panels.length);
-    expect(vl.hconcat[0].data.values.length).toBeGreaterThan(100);
-    expect(vl.hconcat[0].encoding.y.field).toBe('train_loss');
+    expect(vl.concat).toHaveLength(fig6.panels.length);
+    expect(vl.concat[0].data.values.length).toBeGreaterThan(100);
+    expect(vl.concat[0].encoding.y.field).toBe('train_loss');
   });
 
   it('draws train metrics dashed and test metrics solid, dropping rows where y was not measured', async () => {
@@ -95,15 +95,15 @@ describe('renderFigure', () => {
         { x: 'wall_seconds', y: 'test_loss', title: 'test', xTitle: 'Seconds', yTitle: 'Test NLL', scaleY: 'log' },
       ],
     } satisfies FigureSpec;
-    const vl = buildVegaLiteSpec(spec, runs) as unknown as { hconcat: { mark: { strokeDash?: number[] }; data: { values: Record<string, number>[] }; encoding: { y: { scale: { type: string } } } }[] };
-    expect(vl.hconcat[0]!.mark.strokeDash).toEqual([6, 3]);
-    expect(vl.hconcat[1]!.mark.strokeDash).toBeUndefined();
-    expect(vl.hconcat[1]!.encoding.y.scale.type).toBe('log');
+    const vl = buildVegaLiteSpec(spec, runs) as unknown as { concat: { mark: { strokeDash?: number[] }; data: { values: Record<string, number>[] }; encoding: { y: { scale: { type: string } } } }[] };
+    expect(vl.concat[0]!.mark.strokeDash).toEqual([6, 3]);
+    expect(vl.concat[1]!.mark.strokeDash).toBeUndefined();
+    expect(vl.concat[1]!.encoding.y.scale.type).toBe('log');
     // test metrics exist on every 5th logged row only: exactly those rows are plotted
     const measured = runs.reduce((n, r) => n + r.rows.filter((row) => row.test_loss !== undefined).length, 0);
     expect(measured).toBeGreaterThan(0);
-    expect(vl.hconcat[1]!.data.values).toHaveLength(measured);
-    expect(vl.hconcat[1]!.data.values.every((v) => Number.isFinite(v.test_loss))).toBe(true);
+    expect(vl.concat[1]!.data.values).toHaveLength(measured);
+    expect(vl.concat[1]!.data.values.every((v) => Number.isFinite(v.test_loss))).toBe(true);
     const files = await renderFigure(spec, runs, out);
     expect(await readFile(files.svg, 'utf8')).toContain('Test NLL');
   });
