@@ -1,11 +1,12 @@
 /**
- * npm run bench [-- --only backend,models,data,linalg,kfac]
+ * npm run bench [-- --only backend,models,data,linalg,kfac,distributed]
  *
  * Every speed figure of the project, measured in one run and printed as tables (ratios are what to compare: this
  * machine is noisy).
  */
 import { benchBackend } from './backend';
 import { benchDataPipeline } from './data-pipeline';
+import { benchDistributed } from './distributed';
 import { benchLinalg } from './linalg';
 import { benchKfac } from './kfac';
 import { benchModels } from './models';
@@ -16,6 +17,7 @@ const sections: Record<string, () => Promise<unknown>> = {
   data: () => benchDataPipeline(),
   linalg: () => benchLinalg(),
   kfac: () => benchKfac(),
+  distributed: () => benchDistributed(),
 };
 
 const onlyArg = process.argv.indexOf('--only');

@@ -22,6 +22,7 @@ import { runDistributedTraining } from '../src/distributed/run';
 import { DistConfig, ParameterServer } from '../src/distributed/server';
 import type { Model } from '../src/nn/model';
 import { buildModel } from '../src/nn/zoo';
+import { formatIssues } from '../src/train/config';
 import { CSV_COLUMNS } from '../src/train/schema';
 import { makeOptimizer, Trainer } from '../src/train/trainer';
 import { batchOf, C, H, K, runCfg, synthSplit, trainData } from './distributed-helpers';
@@ -181,6 +182,33 @@ describe('synchronous data-parallel SGD through the parameter server', () => {
         expect(update).toBeGreaterThan(0);
         expect((r.simSeconds - before) * 1000).toBeCloseTo(compute + update, 6);
         before = r.simSeconds;
+      }
+    } finally {
+      await ps.close();
+      ps.dispose();
+      model.dispose();
+    }
+  });
+
+  it("costClock 'cpu': role costs are this process's CPU time (at most the step's CPU time), only with every role in-line", async () => {
+    const bad = DistConfig.safeParse({ gradients: 'thread', costClock: 'cpu' });
+    expect(bad.success).toBe(false);
+    expect(formatIssues(bad.error!)).toMatch(/costClock: 'cpu' measures role costs as this process's CPU time: every role must be in-line/);
+    const cfg = runCfg({ method: 'sgd', optimizer: SGD });
+    const model = buildModel(cfg.model, [H, H, C], K, cfg.seed);
+    const ps = new ParameterServer(model, cfg, DistConfig.parse({ gradientWorkers: 2, inverses: 'inline', costClock: 'cpu' }), { epochSize: 128 }, 0.9);
+    const split = synthSplit(48, 6);
+    try {
+      for (let k = 0; k < 3; k++) {
+        const c0 = process.cpuUsage();
+        const r = await ps.step(batchOf(split, 16 * k, 16 * k + 16));
+        const d = process.cpuUsage(c0);
+        const cpu = (d.user + d.system) / 1000;
+        const { compute, update } = ps.clock.last;
+        expect(compute).toBe(Math.max(...r.roleMs.shards));
+        // the two shards ran one after the other: their CPU times, plus the update's, fit in the step's CPU time
+        expect(r.roleMs.shards.reduce((a, b) => a + b, 0) + update).toBeLessThanOrEqual(cpu + 0.5);
+        expect(compute).toBeGreaterThan(0);
       }
     } finally {
       await ps.close();

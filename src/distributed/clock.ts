@@ -5,7 +5,10 @@
  *
  * One step k, starting at simulated time t_k:
  *   compute   C_k = max( max_i g_{k,i},  s_k )      the N gradient shards and the stats batch run in parallel; the
- *                                                   synchronous-SGD barrier waits for the slowest of them
+ *                                                   synchronous-SGD barrier waits for the slowest of them. s_k is
+ *                                                   charged for synchronous statistics only: asynchronous (and lagged)
+ *                                                   statistics run beside the steps (s_k = 0 but at the first step,
+ *                                                   which waits for them), and SGD has none
  *   inverses  an inverse job submitted at simulated time t_sub (right after a step's compute phase) finishes at
  *             t_sub + makespan(block costs, M): its blocks are scheduled longest first on the M inverse threads.
  *             When the parameter server installs a job at the check point c_k = t_k + C_k of step k it waits
@@ -16,8 +19,9 @@
  *   update    U_k = measured parameter-server time (statistics fold, snapshot, preconditioning, KL step, momentum,
  *             Polyak average)
  *   t_{k+1} = t_k + C_k + W_k + U_k
- * Communication is not modelled (the paper gives no volumes or bandwidths); costs are in milliseconds, the clock in
- * seconds.
+ * Communication is not modelled (the paper gives no volumes or bandwidths), nor the stats worker's throughput (async
+ * results are folded whenever they arrive in real time); costs are in milliseconds (elapsed or CPU time:
+ * DistConfig.costClock), the clock in seconds.
  */
 
 /** Longest-processing-time-first schedule of `costs` on `threads` identical threads; returns the makespan. */

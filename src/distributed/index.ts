@@ -6,7 +6,8 @@
 export * from './messages';
 export { makespan, SimClock } from './clock';
 export { type FaultEvent, type FaultPolicy, type Role, RolePool, WorkerFault } from './pool';
-export { AsyncInverseRefresher, type InverseSchedule } from './refresher';
-export { gradientShard, invertSnapshots, loadParams, statsBatch, wireParams } from './roles';
-export { DistConfig, type DistConfigInput, type DistStepResult, type Injections, ParameterServer, shardRanges } from './server';
+export { AsyncInverseRefresher, type InverseSchedule, type RefresherState } from './refresher';
+export { type CostClock, cpuMs, gradientShard, invertSnapshots, loadParams, statsBatch, wallMs, wireParams } from './roles';
+export { StatsPump } from './stats-pump';
+export { DistConfig, type DistConfigInput, type DistStepResult, type Injections, ParameterServer, type ParameterServerState, shardRanges, type StatsRecord } from './server';
 export { type DistRunSummary, runDistributedTraining } from './run';

@@ -20,7 +20,7 @@ import type { KfacOptimizer } from '../kfac/optimizer';
 import type { SimClock } from './clock';
 import type { Inject, InverseResult, InverseTask } from './messages';
 import type { RolePool } from './pool';
-import { invertSnapshots } from './roles';
+import { type CostClock, invertSnapshots, wallMs } from './roles';
 
 export type InverseSchedule = { kind: 'sync'; every: number } | { kind: 'async' } | { kind: 'lagged'; lag: number };
 
@@ -69,6 +69,8 @@ export class AsyncInverseRefresher {
     readonly pool: RolePool | null,
     readonly mode: DampingMode,
     readonly clock?: SimClock,
+    /** what in-line inversions are timed with (the simulated clock's block costs) */
+    readonly now: CostClock = wallMs,
   ) {
     if (schedule.kind === 'async' && !pool) throw new Error("inverse schedule 'async' needs the threaded transport (use 'lagged' in-line)");
   }
@@ -95,7 +97,7 @@ export class AsyncInverseRefresher {
     const retry = () => (kept ? structuredClone(kept) : { ...task, snapshots: this.kfac.snapshot() });
     const promise: Promise<InverseResult> = this.pool
       ? (this.pool.run(task, fromStep, undefined, retry) as Promise<InverseResult>)
-      : Promise.resolve().then(() => invertSnapshots(task));
+      : Promise.resolve().then(() => invertSnapshots(task, this.now));
     const job: Job = { id, fromStep, due, task: kept, promise };
     // a rejection is kept on the job and rethrown at the poll that finds it
     promise.then(

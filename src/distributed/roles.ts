@@ -11,6 +11,19 @@ import { computeStatistics } from '../kfac/statistics';
 import { crossEntropy, errorCount, type Model } from '../nn/model';
 import type { GradientResult, GradientTask, Inject, InverseResult, InverseTask, StatsResult, StatsTask, WireTensor } from './messages';
 
+/** A clock in milliseconds that role costs are measured with. */
+export type CostClock = () => number;
+/** Elapsed real time (the default: what a role costs on this machine, competition included). */
+export const wallMs: CostClock = () => performance.now();
+/**
+ * CPU time of this process: what a role costs when nothing else in the process runs at the same time (every role
+ * in-line; the wasm backend is single-threaded), unaffected by other processes competing for the cores.
+ */
+export const cpuMs: CostClock = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
 /** Fresh copies of the model's parameters, ready to be transferred. */
 export function wireParams(model: Model): WireTensor[] {
   const out: WireTensor[] = [];
@@ -45,8 +58,8 @@ export function applyInject(inject: Inject | undefined, inWorker: boolean): void
 }
 
 /** Gradient of the mean cross-entropy on one shard at the model's current parameters (training mode). */
-export function gradientShard(model: Model, t: Pick<GradientTask, 'step' | 'worker' | 'images' | 'labels' | 'shape' | 'bnChunk'>): GradientResult {
-  const t0 = performance.now();
+export function gradientShard(model: Model, t: Pick<GradientTask, 'step' | 'worker' | 'images' | 'labels' | 'shape' | 'bnChunk'>, now: CostClock = wallMs): GradientResult {
+  const t0 = now();
   const named = [...model.params];
   const vars = named.map(([, v]) => v);
   const x = tf.tensor4d(t.images, t.shape);
@@ -73,7 +86,7 @@ export function gradientShard(model: Model, t: Pick<GradientTask, 'step' | 'work
       variance: Float32Array.from(b.variance.dataSync() as Float32Array),
     }));
     tf.dispose([value, ...Object.values(grads)]);
-    return { kind: 'gradient', step: t.step, worker: t.worker, count: t.shape[0], loss, errors, grads: out, bnStats, ms: performance.now() - t0 };
+    return { kind: 'gradient', step: t.step, worker: t.worker, count: t.shape[0], loss, errors, grads: out, bnStats, ms: now() - t0 };
   } finally {
     tf.dispose([x, y, ...keep]);
     if (err) (err as tf.Scalar).dispose();
@@ -81,8 +94,13 @@ export function gradientShard(model: Model, t: Pick<GradientTask, 'step' | 'work
 }
 
 /** Per-block statistics of the stats worker's own batch, targets sampled from the model (seeded per task). */
-export function statsBatch(model: Model, blocks: readonly FisherBlock[], t: Pick<StatsTask, 'step' | 'images' | 'labels' | 'shape' | 'seed' | 'fisher' | 'bnChunk'>): StatsResult {
-  const t0 = performance.now();
+export function statsBatch(
+  model: Model,
+  blocks: readonly FisherBlock[],
+  t: Pick<StatsTask, 'step' | 'images' | 'labels' | 'shape' | 'seed' | 'fisher' | 'bnChunk'>,
+  now: CostClock = wallMs,
+): StatsResult {
+  const t0 = now();
   const x = tf.tensor4d(t.images, t.shape);
   try {
     const r = computeStatistics(model, x, {
@@ -92,27 +110,27 @@ export function statsBatch(model: Model, blocks: readonly FisherBlock[], t: Pick
       rng: seedrandom(t.seed),
       bnChunk: t.bnChunk,
     });
-    return { kind: 'stats', step: t.step, seed: t.seed, stats: [...r.stats], ms: performance.now() - t0 };
+    return { kind: 'stats', step: t.step, seed: t.seed, stats: [...r.stats], ms: now() - t0 };
   } finally {
     x.dispose();
   }
 }
 
 /** Damped inverses of every snapshot (pure CPU float64). A block that fails is reported, not thrown. */
-export function invertSnapshots(t: Pick<InverseTask, 'fromStep' | 'snapshots' | 'damping' | 'mode'>): InverseResult {
-  const t0 = performance.now();
+export function invertSnapshots(t: Pick<InverseTask, 'fromStep' | 'snapshots' | 'damping' | 'mode'>, now: CostClock = wallMs): InverseResult {
+  const t0 = now();
   const inverses: BlockInverses[] = [];
   const failed: InverseResult['failed'] = [];
   const blockMs: Record<string, number> = {};
   for (const s of t.snapshots) {
-    const b0 = performance.now();
+    const b0 = now();
     try {
       inverses.push(computeInverses(s, t.damping[s.name], t.mode));
     } catch (e) {
       if (!(e instanceof KfacError)) throw e;
       failed.push({ name: s.name, message: e.message });
     }
-    blockMs[s.name] = performance.now() - b0;
+    blockMs[s.name] = now() - b0;
   }
-  return { kind: 'inverse', fromStep: t.fromStep, inverses, failed, blockMs, ms: performance.now() - t0, threadId };
+  return { kind: 'inverse', fromStep: t.fromStep, inverses, failed, blockMs, ms: now() - t0, threadId };
 }

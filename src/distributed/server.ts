@@ -2,10 +2,12 @@
  * The parameter server (main thread) and the distributed training loop.
  *
  * One step k:
+ *   0. (async statistics) every result the stats worker has finished since the last step is taken (statsSchedule)
  *   1. compute phase: the N gradient workers each get the parameters θ_k and their shard of the batch and return the
- *      gradient of the mean loss on the shard; at the same time the stats worker gets θ_k and its own batch (from its
- *      own data stream) and returns per-block statistics with targets sampled from the model
- *   2. the statistics are folded into the factors' moving averages (block.accumulate)
+ *      gradient of the mean loss on the shard; at the same time (sync statistics) the stats worker gets θ_k — lagged:
+ *      θ_{k−L} — and its own batch (from its own data stream) and returns per-block statistics with targets sampled
+ *      from the model
+ *   2. the statistics are folded into the factors' moving averages (block.accumulate), with their parameter staleness
  *   3. the inverse refresher is polled (it may install inverses computed asynchronously from an older snapshot)
  *   4. g = Σ_i (n_i / n) g_i; v = K-FAC preconditioning with the newest inverses; η by the KL rule; momentum; Polyak
  * Steps 4's pieces are the trainer's (the OptimizerParts of makeOptimizer, Trainer's MomentumUpdater and PolyakAverage).
@@ -29,7 +31,7 @@ import { SimClock } from './clock';
 import type { GradientResult, GradientTask, Inject, ReplicaSpec, StatsResult, StatsTask, WireTensor } from './messages';
 import { type FaultEvent, RolePool } from './pool';
 import { AsyncInverseRefresher, type RefresherState } from './refresher';
-import { gradientShard, loadParams, statsBatch, wireParams } from './roles';
+import { type CostClock, cpuMs, gradientShard, loadParams, statsBatch, wallMs, wireParams } from './roles';
 import { type PumpTask, StatsPump } from './stats-pump';
 
 const Transport = z.enum(['inline', 'thread']);
@@ -66,12 +68,21 @@ export const DistConfig = z.strictObject({
       z.strictObject({ kind: z.literal('lagged'), lag: z.number().int().min(0).max(1000) }),
     ])
     .default({ kind: 'sync' }),
+  /**
+   * What the simulated clock's role costs are measured with: 'wall' (elapsed time, the default) or 'cpu' (this
+   * process's CPU time: immune to other processes competing for the cores; only with every role in-line, where
+   * nothing else in the process runs at the same time)
+   */
+  costClock: z.enum(['wall', 'cpu']).default('wall'),
   /** a worker that throws or dies: run its task again on a fresh worker, or stop the run cleanly */
   onFault: z.enum(['respawn', 'stop']).default('stop'),
   retries: z.number().int().min(0).max(10).default(2),
 }).superRefine((d, ctx) => {
   if (d.statsSchedule.kind === 'async' && d.stats !== 'thread') {
     ctx.addIssue({ code: 'custom', path: ['statsSchedule'], message: "'async' statistics need the threaded stats worker (stats: 'thread'); use { kind: 'lagged', lag } in-line" });
+  }
+  if (d.costClock === 'cpu' && (d.gradients !== 'inline' || d.stats !== 'inline' || d.inverses !== 'inline')) {
+    ctx.addIssue({ code: 'custom', path: ['costClock'], message: "'cpu' measures role costs as this process's CPU time: every role must be in-line (gradients, stats, inverses: 'inline')" });
   }
   if (d.inverse.kind === 'async' && d.inverses !== 'thread') {
     ctx.addIssue({ code: 'custom', path: ['inverse'], message: "'async' inverses need the threaded inverse workers (inverses: 'thread'); use { kind: 'lagged', lag } in-line" });
@@ -176,6 +187,8 @@ export class ParameterServer {
   /** lagged statistics: the parameters of the last lag + 1 steps, oldest first */
   private paramHistory: WireTensor[][] = [];
   private readonly recordBatches = new Map<string, StatsRecord['batch']>();
+  /** the clock role costs are measured with (DistConfig.costClock) */
+  private readonly now: CostClock;
 
   constructor(
     readonly model: Model,
@@ -196,6 +209,7 @@ export class ParameterServer {
       ...(this.kcfg ? { blocks: { conv: this.kcfg.conv, doublyFactored: this.kcfg.doublyFactored, emaDecay: this.kcfg.emaDecay } } : {}),
     };
     this.clock = new SimClock(dist.inverseThreads);
+    this.now = dist.costClock === 'cpu' ? cpuMs : wallMs;
     const pool = (role: 'gradient' | 'stats' | 'inverse', n: number) => {
       const p = new RolePool(role, n, dist.onFault, this.faults, dist.retries);
       this.pools.push(p);
@@ -209,7 +223,7 @@ export class ParameterServer {
         this.statsPump = new StatsPump(this.statsPool, () => this.nextAsyncStatsTask());
       }
       const invPool = dist.inverses === 'thread' ? pool('inverse', Math.min(dist.inverseThreads, 2)) : null;
-      this.refresher = new AsyncInverseRefresher(this.kfac, dist.inverse, invPool, this.kcfg.dampingMode, this.clock);
+      this.refresher = new AsyncInverseRefresher(this.kfac, dist.inverse, invPool, this.kcfg.dampingMode, this.clock, this.now);
     } else {
       this.statsPool = null;
       this.refresher = null;
@@ -225,7 +239,7 @@ export class ParameterServer {
     const inj = this.injections.gradient;
     const bnChunk = this.cfg.bnChunk;
     if (!this.gradPool) {
-      return Promise.resolve(ranges.map(([lo, hi], i) => gradientShard(this.model, { step: k, worker: i, bnChunk, ...sliceBatch(batch, lo, hi) })));
+      return Promise.resolve(ranges.map(([lo, hi], i) => gradientShard(this.model, { step: k, worker: i, bnChunk, ...sliceBatch(batch, lo, hi) }, this.now)));
     }
     const pool = this.gradPool;
     return Promise.all(
@@ -257,12 +271,12 @@ export class ParameterServer {
     const step = lagged?.step ?? k;
     if (this.injections.recordStats) this.recordBatches.set(seed, part());
     if (!this.statsPool) {
-      if (!lagged || lagged.step === k) return statsBatch(this.model, this.kfac.blocks, { step, seed, fisher, bnChunk, ...part() });
+      if (!lagged || lagged.step === k) return statsBatch(this.model, this.kfac.blocks, { step, seed, fisher, bnChunk, ...part() }, this.now);
       // in-line at older parameters: swap them in for the statistics, then back (float32 copies: exact)
       const now = wireParams(this.model);
       loadParams(this.model, lagged.params);
       try {
-        return statsBatch(this.model, this.kfac.blocks, { step, seed, fisher, bnChunk, ...part() });
+        return statsBatch(this.model, this.kfac.blocks, { step, seed, fisher, bnChunk, ...part() }, this.now);
       } finally {
         loadParams(this.model, now);
       }
@@ -358,16 +372,16 @@ export class ParameterServer {
       shards.map((s) => s.ms),
       statsMs,
     );
-    const u0 = performance.now();
+    const u0 = this.now();
     let waitMs = 0;
     // 2. statistics; 3. inverses
     for (const r of folded) this.fold(r, k);
     const statsStaleness = folded.length ? folded.reduce((a, r) => a + (k - r.step), 0) / folded.length : undefined;
     this.statsFolded += folded.length;
     this.statsStalenessSum += folded.reduce((a, r) => a + (k - r.step), 0);
-    const w0 = performance.now();
+    const w0 = this.now();
     const staleness = this.refresher ? await this.refresher.poll(k) : undefined;
-    waitMs = performance.now() - w0;
+    waitMs = this.now() - w0;
     // 4. average the gradients, precondition, step
     const n = shards.reduce((a, s) => a + s.count, 0);
     const loss = shards.reduce((a, s) => a + s.loss * s.count, 0) / n;
@@ -394,7 +408,7 @@ export class ParameterServer {
       this.trainer.step++;
       // the PS's own time, not counting the inverse poll (an in-line inversion or a wait for a worker: the clock
       // models that from the inverse job's measured block costs)
-      this.clock.update(performance.now() - u0 - waitMs);
+      this.clock.update(this.now() - u0 - waitMs);
       this.wallSeconds += (performance.now() - t0) / 1000;
       const statsFolded = this.kfac ? folded.length : undefined;
       const roleMs = { shards: shards.map((s) => s.ms), stats: folded.reduce((a, r) => a + r.ms, 0) };

@@ -196,6 +196,8 @@ export async function runSession<X extends object>(cfg: RunConfig, ctx: RunConte
       const diff = fingerprintDiff(resumeFrom.fingerprint, fingerprint);
       if (diff.length) throw new Error(`${ckptPath}: the checkpoint does not match run '${cfg.run}':\n  ${diff.join('\n  ')}`);
       if (!previous) throw new Error(`${ckptPath}: checkpoint without its sidecar ${sidecarPath}`);
+    } else if (previous) {
+      console.log(`${cfg.label}: ${previous.status} earlier with no checkpoint (${ckptPath}): starting over`);
     }
   } else if (existsSync(ckptPath)) {
     // a fresh run overwrites the CSV: a checkpoint left by an earlier run of the same id no longer belongs to it
