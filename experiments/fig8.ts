@@ -89,7 +89,8 @@ export const fig8 = defineExperiment({
       data: { name: 'fashion-mnist', trainSubset: 12000 },
       model: { arch: 'googlenet', width: 0.25, stem: 'small', stages: [1, 1, 0] },
       batchSize: 32,
-      // one epoch, 375 updates: about 0.6–0.8 s per update through the runtime on 2 vCPUs (measured), 2 runs in ≈ 10 min
+      // one epoch, 375 updates: 0.3 s per update through the runtime on 2 vCPUs (measured; 0.8 s under other jobs' load),
+      // both runs in 4.3 min
       examples: 12000,
       decay: { rate: 0.96, every: 40 },
       lr: 0.03,
