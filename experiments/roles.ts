@@ -5,18 +5,12 @@
  *   - SGD / SGD+BN: every GPU is a gradient worker (synchronous SGD);
  *   - dist.K-FAC:   GPUs − 1 gradient workers and one stats worker (the split is inferred from the paper's "K-FAC uses
  *                   GPU 4 as stats worker", not stated), inverses on CPU threads.
- * On a 2-vCPU machine the gradient shards run in-line one after another and the stats batch in-line too; their
- * measured costs feed the simulated cluster clock (src/distributed/clock.ts), which runs them in parallel.
+ * Both go through the distributed runtime (src/distributed), so their simulated cluster clocks compare. On a 2-vCPU
+ * machine the gradient shards run in-line one after another and the stats batch in-line too; their measured costs
+ * feed the simulated clock (src/distributed/clock.ts), which runs them in parallel.
  */
 import { z } from 'zod';
 import type { DistConfigInput } from '../src/distributed/server';
-
-/**
- * Whether SGD runs go through the distributed runtime. False while src/distributed's ParameterServer runs K-FAC only
- * ("the distributed runtime runs K-FAC"): SGD runs then train in the single-process loop, their sim_seconds equal
- * their real seconds, and the figures' verdicts do not compare simulated clocks with them.
- */
-export const SGD_IN_RUNTIME = false;
 
 export const Roles = z.strictObject({
   /** GPUs of the paper's setup for this figure */
@@ -28,6 +22,12 @@ export const Roles = z.strictObject({
   syncEvery: z.number().int().positive().default(20),
   /** gradient shards and the stats batch: one after another in this thread ('inline', the 2-vCPU default) or on threads */
   transport: z.enum(['inline', 'thread']).default('inline'),
+  /**
+   * what the simulated clock times the roles with: elapsed time ('wall'), or this process's CPU time ('cpu', which
+   * other processes sharing the cores do not inflate; every role in-line, so K-FAC's inverses are computed in-line
+   * too and the inverse schedule must be 'sync')
+   */
+  costClock: z.enum(['wall', 'cpu']).default('wall'),
 });
 export type Roles = z.infer<typeof Roles>;
 
@@ -36,20 +36,20 @@ export type Roles = z.infer<typeof Roles>;
  * a BN chunk (rbz) larger than batch/GPUs fewer, larger shards are used (one per chunk): batch-norm statistics across
  * workers are not modelled.
  */
-export function sgdDist(r: Roles, batchSize: number, rbz?: number): DistConfigInput | undefined {
-  if (!SGD_IN_RUNTIME) return undefined;
+export function sgdDist(r: Roles, batchSize: number, rbz?: number): DistConfigInput {
   const workers = rbz ? Math.max(1, Math.min(r.gpus, Math.floor(batchSize / rbz))) : r.gpus;
-  return { gradientWorkers: workers, gradients: r.transport, stats: 'inline', inverses: 'inline', onFault: 'stop' };
+  return { gradientWorkers: workers, gradients: r.transport, stats: 'inline', inverses: 'inline', costClock: r.costClock, onFault: 'stop' };
 }
 
-/** dist.K-FAC's configuration: GPUs − 1 gradient workers, one stats worker, inverses on threads. */
+/** dist.K-FAC's configuration: GPUs − 1 gradient workers, one stats worker, inverses on threads (in-line under 'cpu'). */
 export function kfacDist(r: Roles): DistConfigInput {
   return {
     gradientWorkers: r.gpus - 1,
     gradients: r.transport,
     stats: r.transport,
-    inverses: 'thread',
+    inverses: r.costClock === 'cpu' ? 'inline' : 'thread',
     inverseThreads: r.inverseThreads,
+    costClock: r.costClock,
     inverse: r.inverse === 'sync' ? { kind: 'sync', every: r.syncEvery } : { kind: 'async' },
     onFault: 'stop',
   };

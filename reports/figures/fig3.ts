@@ -11,6 +11,7 @@
 import type { FigureSpec, LoadedRun, PanelSpec, Verdict } from '../types';
 import {
   type Clock,
+  costClockText,
   describePoint,
   finalSmoothedLoss,
   lastStep,
@@ -146,7 +147,7 @@ export function fig3Verdict(runs: LoadedRun[]): Verdict {
   const clock = comparisons.every((c) => c.clock === 'sim_seconds') ? 'sim_seconds' : 'step';
   const parts: string[] = [
     clock === 'sim_seconds'
-      ? 'Speed-up = time SGD+BN needed to reach its own final training loss ÷ time K-FAC needed to reach the same loss, judged on the simulated cluster clock (every run went through the distributed runtime: SGD on all GPUs as gradient workers, K-FAC on one fewer plus the stats worker).'
+      ? `Speed-up = time SGD+BN needed to reach its own final training loss ÷ time K-FAC needed to reach the same loss, judged on the simulated cluster clock (every run went through the distributed runtime: SGD on all GPUs as gradient workers, K-FAC on one fewer plus the stats worker; ${costClockText(comparisons.flatMap((c) => [c.baseline, ...c.kfac.map((k) => k.run)]))}).`
       : "Speed-up = time SGD+BN needed to reach its own final training loss ÷ time K-FAC needed to reach the same loss, judged in updates: the SGD+BN runs trained in the single-process loop, so their simulated clock is this machine's real time for the whole batch and is not compared with K-FAC's. Real seconds on this machine (2 shared vCPUs; K-FAC's roles run one after another there) are quoted but not judged.",
   ];
   for (const c of comparisons) {

@@ -11,6 +11,7 @@
 import type { FigureSpec, LoadedRun, Verdict } from '../types';
 import {
   type Clock,
+  costClockText,
   describePoint,
   finalSmoothedLoss,
   lastStep,
@@ -83,7 +84,7 @@ export function fig5Verdict(runs: LoadedRun[]): Verdict {
   numbers.early_speedup = earlySpeedup;
   parts.push(
     withSim
-      ? ' Clock: simulated cluster seconds (both runs went through the distributed runtime).'
+      ? ` Clock: simulated cluster seconds (both runs went through the distributed runtime; ${costClockText([sgd, kfac])}).`
       : ' Clock: updates (the SGD+BN run trained in the single-process loop, so the simulated clocks are not comparable).',
   );
 

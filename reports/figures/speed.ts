@@ -69,6 +69,18 @@ export function simComparable(runs: LoadedRun[]): boolean {
   return runs.every((r) => distributedOf(r) !== undefined);
 }
 
+/**
+ * How the simulated clocks of these runs timed their roles (DistConfig.costClock; elapsed time by default), as a
+ * phrase for a verdict: CPU time is immune to other processes sharing the cores, elapsed time is not.
+ */
+export function costClockText(runs: LoadedRun[]): string {
+  const kinds = new Set(runs.map((r) => (distributedOf(r)?.costClock === 'cpu' ? 'cpu' : 'wall')));
+  if (kinds.size > 1) return 'roles timed by CPU time in some runs and by elapsed time in others';
+  return kinds.has('cpu')
+    ? 'roles timed by CPU time, which other processes sharing the cores do not inflate'
+    : 'roles timed by elapsed time, inflated wherever other processes (or the run\'s own inverse threads) compete for the cores';
+}
+
 /** Seconds per update of a run on one clock, from its last row carrying that clock. */
 export function secondsPerUpdate(run: LoadedRun, col: 'sim_seconds' | 'wall_seconds'): number | undefined {
   const r = run.rows.filter((x) => finite(x[col]) && x.step > 0).at(-1);
