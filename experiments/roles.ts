@@ -17,15 +17,21 @@ export const Roles = z.strictObject({
   gpus: z.number().int().min(2).max(16),
   /** inverse threads (the simulated clock schedules inverse blocks on this many; the real pool has at most 2) */
   inverseThreads: z.number().int().min(1).max(64).default(2),
-  /** K-FAC's inverses: 'async' (the distributed K-FAC) or 'sync' every `syncEvery` steps, waited for */
-  inverse: z.enum(['async', 'sync']).default('async'),
+  /**
+   * K-FAC's inverses: 'async' (the distributed K-FAC: inverse threads, installed whenever they finish), 'lagged' (its
+   * deterministic in-line stand-in: computed in-line from step s's factors and installed at step s + lag; the
+   * simulated clock still runs them on the inverse threads, beside the steps) or 'sync' every `syncEvery` steps,
+   * waited for
+   */
+  inverse: z.enum(['async', 'lagged', 'sync']).default('async'),
   syncEvery: z.number().int().positive().default(20),
+  lag: z.number().int().min(0).default(5),
   /** gradient shards and the stats batch: one after another in this thread ('inline', the 2-vCPU default) or on threads */
   transport: z.enum(['inline', 'thread']).default('inline'),
   /**
    * what the simulated clock times the roles with: elapsed time ('wall'), or this process's CPU time ('cpu', which
    * other processes sharing the cores do not inflate; every role in-line, so K-FAC's inverses are computed in-line
-   * too and the inverse schedule must be 'sync')
+   * too and the inverse schedule must be 'lagged' or 'sync')
    */
   costClock: z.enum(['wall', 'cpu']).default('wall'),
 });
@@ -50,7 +56,7 @@ export function kfacDist(r: Roles): DistConfigInput {
     inverses: r.costClock === 'cpu' ? 'inline' : 'thread',
     inverseThreads: r.inverseThreads,
     costClock: r.costClock,
-    inverse: r.inverse === 'sync' ? { kind: 'sync', every: r.syncEvery } : { kind: 'async' },
+    inverse: r.inverse === 'sync' ? { kind: 'sync', every: r.syncEvery } : r.inverse === 'lagged' ? { kind: 'lagged', lag: r.lag } : { kind: 'async' },
     onFault: 'stop',
   };
 }
