@@ -20,27 +20,11 @@
  */
 import type { CsvRow } from '../../src/train/schema';
 import type { FigureSpec, LoadedRun, Verdict } from '../types';
+import { distributedOf, finalSmoothedLoss, smoothedRows } from './speed';
 
 // ---- Thresholds: this suite's choice, NOT the paper's (it states "a factor of 1.5"). ----
 /** "a factor of 1.5": reproduced from 1.35× (90 % of it) up */
 export const SPEEDUP_MIN = 1.35;
-/** training loss is smoothed over this many consecutive rows before the target is checked */
-export const SMOOTH_ROWS = 3;
-
-/** Rows with a finite training loss, in step order, each with the mean over it and the SMOOTH_ROWS − 1 rows before. */
-export function smoothedRows(run: LoadedRun): { row: CsvRow; loss: number }[] {
-  const rows = run.rows.filter((r) => r.train_loss !== undefined && Number.isFinite(r.train_loss)).sort((a, b) => a.step - b.step);
-  return rows.map((row, i) => {
-    const w = rows.slice(Math.max(0, i - SMOOTH_ROWS + 1), i + 1);
-    return { row, loss: w.reduce((a, b) => a + b.train_loss!, 0) / w.length };
-  });
-}
-
-/** The final smoothed training loss of a run (undefined without training-loss rows). */
-export function finalSmoothedLoss(run: LoadedRun): number | undefined {
-  return smoothedRows(run).at(-1)?.loss;
-}
-
 /** The first row whose smoothed training loss is at or below `target` (undefined if none). */
 export function rowAtTarget(run: LoadedRun, target: number): CsvRow | undefined {
   return smoothedRows(run).find((p) => p.loss <= target)?.row;
@@ -48,7 +32,7 @@ export function rowAtTarget(run: LoadedRun, target: number): CsvRow | undefined 
 
 /** Whether a run went through the distributed runtime (its sim_seconds is the simulated cluster clock). */
 export function isDistributed(run: LoadedRun): boolean {
-  return (run.sidecar.config as { distributed?: unknown } | undefined)?.distributed !== undefined;
+  return distributedOf(run) !== undefined;
 }
 
 /** The last row at or before `step` with a test evaluation. */

@@ -13,7 +13,7 @@
  *     reaches the target in fewer updates; partly when one of the two holds, or when decayKL's test error is lower at
  *     most common evaluations and lower by at least LOSS_MARGIN (relative) on average; not reproduced otherwise.
  */
-import { SMOOTH_ROWS, smoothedRows } from './fig4';
+import { SMOOTH_ROWS, smoothedRows } from './speed';
 import type { FigureSpec, LoadedRun, Verdict } from '../types';
 
 // ---- Thresholds: this suite's choice, NOT the paper's (it states only "outperforms"). ----

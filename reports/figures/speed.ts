@@ -28,18 +28,26 @@ function finite(x: number | undefined): x is number {
   return x !== undefined && Number.isFinite(x);
 }
 
-/** The rows with a finite training loss, in step order, with the smoothed loss. */
-export function smoothedTrainLoss(run: LoadedRun): SmoothedPoint[] {
+/**
+ * The rows with a finite training loss, in step order, each with its smoothed loss (the mean over it and the
+ * SMOOTH_ROWS − 1 rows before). Every figure that checks a training-loss target smooths through this.
+ */
+export function smoothedRows(run: LoadedRun): { row: CsvRow; loss: number }[] {
   const rows = run.rows.filter((r) => finite(r.train_loss)).sort((a, b) => a.step - b.step);
-  return rows.map((r, i) => {
+  return rows.map((row, i) => {
     const w = rows.slice(Math.max(0, i - SMOOTH_ROWS + 1), i + 1);
-    return {
-      step: r.step,
-      ...(finite(r.sim_seconds) ? { sim_seconds: r.sim_seconds } : {}),
-      ...(finite(r.wall_seconds) ? { wall_seconds: r.wall_seconds } : {}),
-      loss: w.reduce((a, b) => a + b.train_loss!, 0) / w.length,
-    };
+    return { row, loss: w.reduce((a, b) => a + b.train_loss!, 0) / w.length };
   });
+}
+
+/** The rows with a finite training loss, in step order, with the smoothed loss and the row's clocks. */
+export function smoothedTrainLoss(run: LoadedRun): SmoothedPoint[] {
+  return smoothedRows(run).map(({ row: r, loss }) => ({
+    step: r.step,
+    ...(finite(r.sim_seconds) ? { sim_seconds: r.sim_seconds } : {}),
+    ...(finite(r.wall_seconds) ? { wall_seconds: r.wall_seconds } : {}),
+    loss,
+  }));
 }
 
 /** The run's final smoothed training loss (undefined without training-loss rows). */

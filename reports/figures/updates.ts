@@ -6,17 +6,13 @@
  * standard BN, 1.5–2× faster than improved BN).
  */
 import type { FigureSpec, LoadedRun, Verdict } from '../types';
+import { smoothedRows } from './speed';
 
-/** Training loss is smoothed over this many consecutive rows before the target is checked (this suite's choice). */
-export const SMOOTH_ROWS = 3;
+export { SMOOTH_ROWS } from './speed';
 
 /** (step, smoothed train_loss) of a run. */
 export function smoothedLoss(run: LoadedRun): { step: number; loss: number }[] {
-  const rows = run.rows.filter((r) => r.train_loss !== undefined && Number.isFinite(r.train_loss)).sort((a, b) => a.step - b.step);
-  return rows.map((r, i) => {
-    const w = rows.slice(Math.max(0, i - SMOOTH_ROWS + 1), i + 1);
-    return { step: r.step, loss: w.reduce((a, b) => a + b.train_loss!, 0) / w.length };
-  });
+  return smoothedRows(run).map((p) => ({ step: p.row.step, loss: p.loss }));
 }
 
 /** First step at which the smoothed training loss is at or below `target` (undefined if never). */
