@@ -23,6 +23,9 @@
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { registerAvgPoolGradFix } from './avgpool-grad';
+import { registerReluGradFix } from './fused-ops';
+import { loadNative, nativeUnavailableReason } from './native';
+import { disableNativeKernels, enableNativeKernels, NATIVE_KERNELS } from './native-kernels';
 import { registerWasmTrainingFixes } from './wasm-fixes';
 import { importOptional, registerWebGpu, releaseWebGpu } from './webgpu';
 
@@ -34,13 +37,16 @@ export function tfjs(): typeof tf {
   return tf;
 }
 
-export type BackendName = 'auto' | 'tfjs-node-gpu' | 'tfjs-node' | 'webgpu' | 'wasm' | 'cpu';
+export type BackendName = 'auto' | 'tfjs-node-gpu' | 'tfjs-node' | 'native' | 'webgpu' | 'wasm' | 'cpu';
 
-export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tfjs-node-gpu', 'tfjs-node', 'webgpu', 'wasm', 'cpu'];
+export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tfjs-node-gpu', 'tfjs-node', 'native', 'webgpu', 'wasm', 'cpu'];
 
 export interface BackendInfo {
-  /** The tfjs backend actually active ('tensorflow', 'webgpu', 'wasm', 'cpu'). */
+  /** The engine actually active: 'native' (the addon's kernels on the wasm backend), or the tfjs backend's own
+   *  name ('tensorflow', 'webgpu', 'wasm', 'cpu'). */
   name: string;
+  /** The tfjs backend underneath (`tf.getBackend()`): 'wasm' for the native engine. */
+  tfBackend: string;
   /** What was asked for, after applying DKFAC_BACKEND. */
   requested: BackendName;
   /** Package versions, e.g. '@tensorflow/tfjs-backend-wasm 4.22.0, tfjs-core 4.22.0'. */
@@ -50,7 +56,7 @@ export interface BackendInfo {
 }
 
 /** The order 'auto' tries. cpu is never chosen automatically: it cannot train. */
-const AUTO_ORDER: readonly Exclude<BackendName, 'auto'>[] = ['tfjs-node-gpu', 'tfjs-node', 'wasm'];
+const AUTO_ORDER: readonly Exclude<BackendName, 'auto'>[] = ['tfjs-node-gpu', 'tfjs-node', 'native', 'wasm'];
 
 let current: BackendInfo | undefined;
 
@@ -78,7 +84,8 @@ export async function initBackend(req: BackendName = 'auto'): Promise<BackendInf
   const requested = resolveBackendRequest(req);
   // Backend-independent gradient correction (tfjs's AvgPool 'same' gradient divides border windows wrongly).
   registerAvgPoolGradFix();
-  if (current && current.requested === requested && tf.getBackend() === current.name) return current;
+  registerReluGradFix();
+  if (current && current.requested === requested && tf.getBackend() === current.tfBackend) return current;
   if (requested !== 'auto') {
     current = { ...(await activate(requested)), requested };
     return current;
@@ -135,12 +142,15 @@ async function activate(name: Exclude<BackendName, 'auto'>): Promise<Activated> 
       return activateNode(name);
     case 'webgpu':
       return activateWebGpu();
+    case 'native':
+      return activateNative();
     case 'wasm':
       return activateWasm();
     case 'cpu':
       await select('cpu', 'cpu');
       return {
         name: 'cpu',
+        tfBackend: 'cpu',
         version: `@tensorflow/tfjs-backend-cpu ${tf.version_cpu ?? tf.version_core}, ${coreVersion()}`,
         detail: 'plain JavaScript: correct but far too slow to train (reference and tests only)',
       };
@@ -167,6 +177,7 @@ async function activateNode(name: 'tfjs-node' | 'tfjs-node-gpu'): Promise<Activa
   const version = packageVersion(pkg);
   return {
     name: tf.getBackend(),
+    tfBackend: tf.getBackend(),
     version: `${pkg} ${version}, ${coreVersion()}`,
     detail:
       `TensorFlow C library` +
@@ -184,20 +195,37 @@ async function activateWebGpu(): Promise<Activated> {
   }
   return {
     name: 'webgpu',
+    tfBackend: 'webgpu',
     version: `@tensorflow/tfjs-backend-webgpu ${packageVersion('@tensorflow/tfjs-backend-webgpu')}, ${coreVersion()}`,
     detail: `${route.kind}: ${route.adapter}`,
+  };
+}
+
+async function activateNative(): Promise<Activated> {
+  const addon = loadNative();
+  if (!addon) throw new Error(`backend native requested but ${nativeUnavailableReason()}`);
+  const wasm = await activateWasm();
+  enableNativeKernels(addon);
+  const i = addon.info();
+  return {
+    name: 'native',
+    tfBackend: 'wasm',
+    version: `oneDNN ${i.dnnl} (${i.dnnlCpuRuntime}, ${i.threads} threads), ${i.openblas.split(' ').slice(0, 2).join(' ')} (${i.openblasCore}), ${wasm.version}`,
+    detail: `native kernels on the wasm heap (${NATIVE_KERNELS.join(', ')}); other ops: ${wasm.detail}`,
   };
 }
 
 async function activateWasm(): Promise<Activated> {
   // Static dependency: wasm-fixes.ts imports @tensorflow/tfjs-backend-wasm, which registers 'wasm'.
   const fixes = registerWasmTrainingFixes();
+  disableNativeKernels();
   await select('wasm', 'wasm');
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
   const threads = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
   return {
     name: 'wasm',
+    tfBackend: 'wasm',
     version: `@tensorflow/tfjs-backend-wasm ${wasm.version_wasm}, ${coreVersion()}`,
     detail: `wasm ${simd ? 'simd' : 'no simd'}${threads ? ', threads' : ''}, ${fixes}`,
   };

@@ -13,6 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
+import { chunkedBatchNorm } from '../backend/fused-ops';
 
 export type Padding = 'same' | 'valid';
 
@@ -273,20 +274,18 @@ export class Layers {
     const runMean = this.stateVar(`${name}/mean`, () => tf.zeros([C]));
     const runVar = this.stateVar(`${name}/variance`, () => tf.ones([C]));
     let xhat: tf.Tensor;
-    if (this.opts.training && (this.opts.bnChunk ?? x.shape[0]) < x.shape[0] && x.shape[0] % this.opts.bnChunk! === 0) {
-      // Equal chunks: one reshape to [chunks, chunk, ...] and one moments call (far fewer kernels than a split).
-      const N = x.shape[0];
-      const chunk = this.opts.bnChunk!;
-      const xr = x.reshape([N / chunk, chunk, ...x.shape.slice(1)]);
-      const { mean, variance } = tf.moments(xr, axes.map((a) => a + 1), true);
-      xhat = tf.mul(tf.sub(xr, mean), tf.rsqrt(tf.add(variance, eps))).reshape(x.shape);
+    const N = x.shape[0];
+    const chunk = Math.min(this.opts.bnChunk ?? N, N);
+    if (this.opts.training && N % chunk === 0) {
+      // Equal chunks (or the whole batch): one op, closed-form gradient (src/backend/fused-ops.ts).
+      const bn = chunkedBatchNorm(x, gamma, beta, N / chunk, eps);
       this.bnStats.set(name, {
-        mean: tf.mean(mean.reshape([N / chunk, C]), 0) as tf.Tensor1D,
-        variance: tf.mean(variance.reshape([N / chunk, C]), 0) as tf.Tensor1D,
+        mean: (N === chunk ? bn.mean.reshape([C]) : tf.mean(bn.mean, 0)) as tf.Tensor1D,
+        variance: (N === chunk ? bn.variance.reshape([C]) : tf.mean(bn.variance, 0)) as tf.Tensor1D,
       });
+      this.layers?.push({ kind: 'batchnorm', name, scale: `${name}/scale`, shift: `${name}/shift`, channels: C, spatial });
+      return this.record(name, bn.xhat, bn.y) as T;
     } else if (this.opts.training) {
-      const N = x.shape[0];
-      const chunk = Math.min(this.opts.bnChunk ?? N, N);
       const parts = chunk >= N ? [x] : tf.split(x, chunkSizes(N, chunk), 0);
       const normed: tf.Tensor[] = [];
       const means: tf.Tensor[] = [];

@@ -1,0 +1,94 @@
+// Shared pieces of the dkfac native engine: the per-thread oneDNN context, access to the tfjs wasm heap, and the
+// primitive cache.
+//
+// Every kernel reads its inputs from and writes its output into the wasm backend's heap in place: JavaScript passes
+// the heap's ArrayBuffer (a WebAssembly.Memory buffer) and byte offsets of the tensors, which tfjs allocated. No
+// tensor is copied across the boundary. The heap may be replaced when wasm memory grows, so the JavaScript side
+// allocates the outputs first and passes the buffer of the moment on every call; no pointer is kept across calls.
+//
+// Threads: Node worker threads each load this addon and call it from their own OS thread. Everything mutable here
+// is thread_local (engine, stream, cached primitives), so threads never share state; oneDNN's own global primitive
+// cache is thread-safe.
+#pragma once
+
+#include <napi.h>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+namespace dk {
+
+/** A tensor's address on the wasm heap: base of the heap buffer plus a byte offset given by JavaScript. */
+inline float* heapF32(Napi::ArrayBuffer heap, const Napi::Value& offset) {
+  const double off = offset.As<Napi::Number>().DoubleValue();
+  return reinterpret_cast<float*>(static_cast<uint8_t*>(heap.Data()) + static_cast<size_t>(off));
+}
+
+/** An optional tensor: JavaScript passes -1 for "absent". */
+inline float* heapF32OrNull(Napi::ArrayBuffer heap, const Napi::Value& offset) {
+  const double off = offset.As<Napi::Number>().DoubleValue();
+  if (off < 0) return nullptr;
+  return reinterpret_cast<float*>(static_cast<uint8_t*>(heap.Data()) + static_cast<size_t>(off));
+}
+
+/** The Int32Array of shape parameters every kernel takes. */
+inline const int32_t* dimsOf(const Napi::Value& v, size_t expected, const char* kernel) {
+  auto a = v.As<Napi::Int32Array>();
+  if (a.ElementLength() < expected) {
+    throw Napi::Error::New(v.Env(), std::string(kernel) + ": expected " + std::to_string(expected) + " dims");
+  }
+  return a.Data();
+}
+
+/** Activation codes shared with src/backend/native-kernels.ts (`ACTIVATIONS`). */
+enum Activation : int32_t { kLinear = 0, kRelu = 1, kRelu6 = 2, kElu = 3, kLeakyRelu = 4, kSigmoid = 5 };
+
+/** The oneDNN engine and stream of the calling thread, plus the primitives it has built, keyed by shape. */
+struct Context {
+  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  dnnl::stream strm{eng};
+  std::unordered_map<std::string, std::shared_ptr<void>> cache;
+  /** The implementation oneDNN chose, by kernel (the newest one built), e.g. {"conv_fwd": "brgconv:avx512_core"}. */
+  std::unordered_map<std::string, std::string> impls;
+};
+
+Context& ctx();
+
+/** The cached object of type T under `key`, built with `make()` on first use (per thread). */
+template <typename T, typename F>
+T& cached(const std::string& key, F&& make) {
+  auto& c = ctx().cache;
+  auto it = c.find(key);
+  if (it == c.end()) it = c.emplace(key, std::shared_ptr<void>(new T(make()), [](void* p) { delete static_cast<T*>(p); })).first;
+  return *static_cast<T*>(it->second.get());
+}
+
+/** A cache key from a kernel name and its integer parameters. */
+std::string keyOf(const char* kind, const int32_t* d, size_t n, double extra = 0);
+
+/** Apply an activation to n floats in place (the elementwise tail of the fused kernels). */
+void activate(float* y, size_t n, int32_t act, float alpha);
+
+/** oneDNN post-ops for an activation (linear: none). */
+dnnl::post_ops activationPostOps(int32_t act, float alpha);
+
+// Kernels (one file each), registered by addon.cc.
+Napi::Value ConvForward(const Napi::CallbackInfo& info);
+Napi::Value ConvBackwardData(const Napi::CallbackInfo& info);
+Napi::Value ConvBackwardWeights(const Napi::CallbackInfo& info);
+Napi::Value Gemm(const Napi::CallbackInfo& info);
+Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info);
+Napi::Value AvgPoolGrad(const Napi::CallbackInfo& info);
+Napi::Value BatchNormForward(const Napi::CallbackInfo& info);
+Napi::Value BatchNormBackward(const Napi::CallbackInfo& info);
+Napi::Value ReluGrad(const Napi::CallbackInfo& info);
+Napi::Value Concat(const Napi::CallbackInfo& info);
+Napi::Value Split(const Napi::CallbackInfo& info);
+Napi::Value ReduceMiddle(const Napi::CallbackInfo& info);
+Napi::Value BinaryOp(const Napi::CallbackInfo& info);
+
+}  // namespace dk

@@ -1,0 +1,151 @@
+// Elementwise kernels of the backward pass.
+//
+// reluGrad: dx = dy · step(x) with tfjs's semantics (step(x) = 1 for x > 0, 0 otherwise, NaN for NaN), one pass
+// instead of tfjs's Cast + Step + Multiply. It serves the gradients of Relu (x = its input) and of the fused
+// kernels' relu (x = their output: the same derivative).
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "common.h"
+
+namespace dk {
+
+// reluGrad(heap, dy, x, dx, n)
+Napi::Value ReluGrad(const Napi::CallbackInfo& info) {
+  auto heap = info[0].As<Napi::ArrayBuffer>();
+  const float* dy = heapF32(heap, info[1]);
+  const float* x = heapF32(heap, info[2]);
+  float* dx = heapF32(heap, info[3]);
+  const int64_t n = static_cast<int64_t>(info[4].As<Napi::Number>().DoubleValue());
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; i++) {
+    const float s = x[i] > 0.0f ? 1.0f : (std::isnan(x[i]) ? x[i] : 0.0f);
+    dx[i] = dy[i] * s;
+  }
+  return info.Env().Undefined();
+}
+
+}  // namespace dk
+
+namespace dk {
+
+// Concatenation and its inverse along one axis, as blocked copies: every tensor is viewed as [outer, inner_i] with
+// inner_i = (its size along the axis) × (the product of the later dimensions); the output row is the inputs' rows
+// side by side.
+// concat(heap, out, inputs: Float64Array of offsets, inners: Int32Array, outer)
+Napi::Value Concat(const Napi::CallbackInfo& info) {
+  auto heap = info[0].As<Napi::ArrayBuffer>();
+  float* out = heapF32(heap, info[1]);
+  auto offs = info[2].As<Napi::Float64Array>();
+  auto inners = info[3].As<Napi::Int32Array>();
+  const int64_t outer = static_cast<int64_t>(info[4].As<Napi::Number>().DoubleValue());
+  const size_t k = offs.ElementLength();
+  std::vector<const float*> src(k);
+  int64_t row = 0;
+  for (size_t i = 0; i < k; i++) {
+    src[i] = reinterpret_cast<const float*>(static_cast<uint8_t*>(heap.Data()) + static_cast<size_t>(offs[i]));
+    row += inners[i];
+  }
+#pragma omp parallel for schedule(static) if (outer * row > (1 << 16))
+  for (int64_t r = 0; r < outer; r++) {
+    float* o = out + r * row;
+    for (size_t i = 0; i < k; i++) {
+      const int64_t n = inners[i];
+      std::memcpy(o, src[i] + r * n, n * sizeof(float));
+      o += n;
+    }
+  }
+  return info.Env().Undefined();
+}
+
+// split(heap, x, outputs: Float64Array of offsets, inners: Int32Array, outer)
+Napi::Value Split(const Napi::CallbackInfo& info) {
+  auto heap = info[0].As<Napi::ArrayBuffer>();
+  const float* x = heapF32(heap, info[1]);
+  auto offs = info[2].As<Napi::Float64Array>();
+  auto inners = info[3].As<Napi::Int32Array>();
+  const int64_t outer = static_cast<int64_t>(info[4].As<Napi::Number>().DoubleValue());
+  const size_t k = offs.ElementLength();
+  std::vector<float*> dst(k);
+  int64_t row = 0;
+  for (size_t i = 0; i < k; i++) {
+    dst[i] = reinterpret_cast<float*>(static_cast<uint8_t*>(heap.Data()) + static_cast<size_t>(offs[i]));
+    row += inners[i];
+  }
+#pragma omp parallel for schedule(static) if (outer * row > (1 << 16))
+  for (int64_t r = 0; r < outer; r++) {
+    const float* s = x + r * row;
+    for (size_t i = 0; i < k; i++) {
+      const int64_t n = inners[i];
+      std::memcpy(dst[i] + r * n, s, n * sizeof(float));
+      s += n;
+    }
+  }
+  return info.Env().Undefined();
+}
+
+}  // namespace dk
+
+namespace dk {
+
+// reduceMiddle(heap, x, out, outer, reduced, inner, scale): out[a, i] = scale · Σ_r x[a, r, i], accumulated in
+// double (Sum / Mean over one contiguous block of axes that is not the innermost: bias gradients, moments).
+Napi::Value ReduceMiddle(const Napi::CallbackInfo& info) {
+  auto heap = info[0].As<Napi::ArrayBuffer>();
+  const float* x = heapF32(heap, info[1]);
+  float* out = heapF32(heap, info[2]);
+  const int64_t outer = static_cast<int64_t>(info[3].As<Napi::Number>().DoubleValue());
+  const int64_t reduced = static_cast<int64_t>(info[4].As<Napi::Number>().DoubleValue());
+  const int64_t inner = static_cast<int64_t>(info[5].As<Napi::Number>().DoubleValue());
+  const double scale = info[6].As<Napi::Number>().DoubleValue();
+  const bool big = outer * reduced * inner > (1 << 16);
+  for (int64_t a = 0; a < outer; a++) {
+    const float* xa = x + a * reduced * inner;
+    std::vector<double> acc(inner, 0.0);
+#pragma omp parallel if (big)
+    {
+      std::vector<double> part(inner, 0.0);
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < reduced; r++) {
+        const float* row = xa + r * inner;
+        for (int64_t i = 0; i < inner; i++) part[i] += row[i];
+      }
+#pragma omp critical
+      for (int64_t i = 0; i < inner; i++) acc[i] += part[i];
+    }
+    for (int64_t i = 0; i < inner; i++) out[a * inner + i] = static_cast<float>(acc[i] * scale);
+  }
+  return info.Env().Undefined();
+}
+
+/** Binary operation codes shared with src/backend/native-kernels.ts (`BINARY_OPS`). */
+enum Binary : int32_t { kAdd = 0, kSub = 1, kMul = 2, kRsub = 3 };
+
+// binary(heap, a, b, out, n, nb, op): out[i] = a[i] op b[i mod nb] (b broadcast along the leading axes of a;
+// nb = n for equal shapes, 1 for a scalar). kRsub is b − a, for a broadcast minuend.
+Napi::Value BinaryOp(const Napi::CallbackInfo& info) {
+  auto heap = info[0].As<Napi::ArrayBuffer>();
+  const float* a = heapF32(heap, info[1]);
+  const float* b = heapF32(heap, info[2]);
+  float* out = heapF32(heap, info[3]);
+  const int64_t n = static_cast<int64_t>(info[4].As<Napi::Number>().DoubleValue());
+  const int64_t nb = static_cast<int64_t>(info[5].As<Napi::Number>().DoubleValue());
+  const int32_t op = info[6].As<Napi::Number>().Int32Value();
+  const int64_t rows = n / nb;
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t r = 0; r < rows; r++) {
+    const float* ar = a + r * nb;
+    float* o = out + r * nb;
+    switch (op) {
+      case kAdd: for (int64_t i = 0; i < nb; i++) o[i] = ar[i] + b[i]; break;
+      case kSub: for (int64_t i = 0; i < nb; i++) o[i] = ar[i] - b[i]; break;
+      case kMul: for (int64_t i = 0; i < nb; i++) o[i] = ar[i] * b[i]; break;
+      case kRsub: for (int64_t i = 0; i < nb; i++) o[i] = b[i] - ar[i]; break;
+      default: break;
+    }
+  }
+  return info.Env().Undefined();
+}
+
+}  // namespace dk

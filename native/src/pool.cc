@@ -1,0 +1,113 @@
+// Pooling gradients in NHWC with the semantics of tfjs's cpu kernels:
+// - MaxPoolGrad: each output's gradient goes to the FIRST maximum of its window in row-major window order (strict
+//   `>` from −∞, as TensorFlow and tfjs's cpu kernel); overlapping windows add up. Windows with NaN route their
+//   gradient like the strict comparison does.
+// - AvgPoolGrad: every input of a window gets dy / (kh·kw), the full window size, as tfjs's kernel does (the
+//   project's AvgPool gradient corrects the 'same'-padding borders before calling it: src/backend/avgpool-grad.ts).
+//
+// dims (Int32Array): [N, H, W, C, Ho, Wo, KH, KW, strideH, strideW, padTop, padLeft]
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "common.h"
+
+namespace dk {
+namespace {
+
+struct Pool {
+  int64_t n, h, w, c, ho, wo, kh, kw, sh, sw, top, left;
+  explicit Pool(const int32_t* d)
+      : n(d[0]), h(d[1]), w(d[2]), c(d[3]), ho(d[4]), wo(d[5]), kh(d[6]), kw(d[7]), sh(d[8]), sw(d[9]), top(d[10]),
+        left(d[11]) {}
+  /** Whether windows never overlap (each input belongs to at most one window): images can run in parallel. */
+  bool disjoint() const { return sh >= kh && sw >= kw; }
+};
+
+constexpr size_t kPoolDims = 12;
+
+}  // namespace
+
+// maxPoolGrad(heap, dy, x, dx, dims)
+Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info) {
+  auto heap = info[0].As<Napi::ArrayBuffer>();
+  const Pool p(dimsOf(info[4], kPoolDims, "maxPoolGrad"));
+  const float* dy = heapF32(heap, info[1]);
+  const float* x = heapF32(heap, info[2]);
+  float* dx = heapF32(heap, info[3]);
+  const int64_t C = p.c;
+  // Images are independent: one image per iteration, each thread with its own argmax scratch.
+#pragma omp parallel
+  {
+    std::vector<float> best(C);
+    std::vector<int64_t> pos(C);
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < p.n; b++) {
+      float* dxb = dx + b * p.h * p.w * C;
+      std::fill(dxb, dxb + p.h * p.w * C, 0.0f);
+      const float* xb = x + b * p.h * p.w * C;
+      for (int64_t i = 0; i < p.ho; i++) {
+        const int64_t r0 = i * p.sh - p.top;
+        const int64_t rMin = std::max<int64_t>(0, r0), rMax = std::min(p.h, r0 + p.kh);
+        for (int64_t j = 0; j < p.wo; j++) {
+          const int64_t c0 = j * p.sw - p.left;
+          const int64_t cMin = std::max<int64_t>(0, c0), cMax = std::min(p.w, c0 + p.kw);
+          const float* g = dy + ((b * p.ho + i) * p.wo + j) * C;
+          std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
+          std::fill(pos.begin(), pos.end(), -1);
+          for (int64_t r = rMin; r < rMax; r++) {
+            for (int64_t q = cMin; q < cMax; q++) {
+              const int64_t base = (r * p.w + q) * C;
+              const float* xv = xb + base;
+              for (int64_t k = 0; k < C; k++) {
+                const bool more = xv[k] > best[k];
+                best[k] = more ? xv[k] : best[k];
+                pos[k] = more ? base + k : pos[k];
+              }
+            }
+          }
+          for (int64_t k = 0; k < C; k++) {
+            if (pos[k] >= 0) dxb[pos[k]] += g[k];
+          }
+        }
+      }
+    }
+  }
+  return info.Env().Undefined();
+}
+
+// avgPoolGrad(heap, dy, dx, dims)
+Napi::Value AvgPoolGrad(const Napi::CallbackInfo& info) {
+  auto heap = info[0].As<Napi::ArrayBuffer>();
+  const Pool p(dimsOf(info[3], kPoolDims, "avgPoolGrad"));
+  const float* dy = heapF32(heap, info[1]);
+  float* dx = heapF32(heap, info[2]);
+  const int64_t C = p.c;
+  const float scale = 1.0f / static_cast<float>(p.kh * p.kw);
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < p.n; b++) {
+    float* dxb = dx + b * p.h * p.w * C;
+    std::fill(dxb, dxb + p.h * p.w * C, 0.0f);
+    for (int64_t i = 0; i < p.ho; i++) {
+      const int64_t r0 = i * p.sh - p.top;
+      const int64_t rMin = std::max<int64_t>(0, r0), rMax = std::min(p.h, r0 + p.kh);
+      for (int64_t j = 0; j < p.wo; j++) {
+        const int64_t c0 = j * p.sw - p.left;
+        const int64_t cMin = std::max<int64_t>(0, c0), cMax = std::min(p.w, c0 + p.kw);
+        const float* g = dy + ((b * p.ho + i) * p.wo + j) * C;
+        for (int64_t r = rMin; r < rMax; r++) {
+          for (int64_t q = cMin; q < cMax; q++) {
+            float* d = dxb + (r * p.w + q) * C;
+            for (int64_t k = 0; k < C; k++) d[k] += g[k] * scale;
+          }
+        }
+      }
+    }
+  }
+  return info.Env().Undefined();
+}
+
+}  // namespace dk
