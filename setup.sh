@@ -1,21 +1,34 @@
 #!/usr/bin/env bash
 # dkfac set-up: the one command of the README's quick start.
-#  - Node packages from the lockfile (npm ci). The optional GPU/native backends (@tensorflow/tfjs-node[-gpu], webgpu)
-#    install where their downloads are reachable and are silently skipped where they are not.
-#  - Debian's Chromium, used only to check that reports/index.html renders in a real headless browser
-#    (installed with apt-get when running as root and it is missing; otherwise a note is printed).
+#  - Debian packages, installed with apt-get when running as root (otherwise a note says what is missing):
+#      g++, make, python3      the C++ toolchain node-gyp builds the native engine with
+#      libdnnl-dev             oneDNN: convolutions and products of the native engine
+#      libopenblas-dev         OpenBLAS with LAPACK: K-FAC's inverses and eigendecompositions
+#      chromium                the headless-browser checks of the report page
+#  - Node packages from the lockfile (npm ci), which also builds the native addon (native/build.mjs): where it cannot
+#    be built, npm ci still succeeds and runs use the wasm engine, saying why. The optional GPU/native tfjs backends
+#    (@tensorflow/tfjs-node[-gpu], webgpu) install where their downloads are reachable and are skipped where not.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
+need=()
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+[ -f /usr/include/oneapi/dnnl/dnnl.hpp ] || need+=(libdnnl-dev)
+[ -e /usr/lib/x86_64-linux-gnu/libopenblas.so ] || need+=(libopenblas-dev)
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
+
+if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing Debian's chromium (headless report check)"
+    echo "setup: installing Debian packages: ${need[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   else
-    echo "setup: note: chromium not found and not root; the headless-browser report test will be skipped outside CI"
+    echo "setup: note: missing ${need[*]} and not root (or no apt-get): the native engine falls back to wasm and the headless-browser tests are skipped"
   fi
 fi
 
 npm ci --no-audit --no-fund
+node --import tsx -e "import('./src/backend/index.ts').then(async (b) => { const i = await b.initBackend(); console.log('setup: engine for runs: ' + i.name + ' (' + i.version + ')'); b.releaseBackend(); })"
 echo "setup: done. Next: npm run exp:fig6   (and npm test)"

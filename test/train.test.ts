@@ -135,7 +135,7 @@ describe('trainer', () => {
       experiment: 'test',
       profile: 'test',
       resultsDir: dir,
-      backend: { name: 'wasm', tfBackend: 'wasm', requested: 'wasm', version: tf.version_core, detail: 'test' },
+      backend: { name: 'wasm', tfBackend: 'wasm', requested: 'wasm', activated: 'wasm', version: tf.version_core, detail: 'test' },
       data,
     });
     expect(s.status).toBe('finished');
@@ -174,7 +174,7 @@ describe('clean stop', () => {
         next: async (n: number) => { if (++calls === 3) requestStop('test'); return s.next(n); }, close: () => s.close() };
     } };
     try {
-      const s = await runTraining(cfg, { experiment: 'test', profile: 'test', resultsDir: dir, backend: { name: 'wasm', tfBackend: 'wasm', requested: 'wasm', version: '', detail: '' }, data: wrapped });
+      const s = await runTraining(cfg, { experiment: 'test', profile: 'test', resultsDir: dir, backend: { name: 'wasm', tfBackend: 'wasm', requested: 'wasm', activated: 'wasm', version: '', detail: '' }, data: wrapped });
       expect(s.status).toBe('stopped');
       expect(s.steps).toBe(3);
       const lines = readFileSync(s.csvPath, 'utf8').trim().split('\n');

@@ -79,11 +79,26 @@ Napi::Value guarded(const Napi::CallbackInfo& info, const char* name) {
   exports.Set(name, Napi::Function::New(                                                                \
                         env, [](const Napi::CallbackInfo& i) { return guarded<fn>(i, name); }, name))
 
+const char* isaName(dnnl_cpu_isa_t isa) {
+  switch (isa) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+  }
+}
+
 Napi::Value Info(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   auto o = Napi::Object::New(env);
   const dnnl_version_t* v = dnnl_version();
   o.Set("dnnl", std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch));
+  o.Set("cpuIsa", isaName(dnnl_get_effective_cpu_isa()));
   o.Set("dnnlCpuRuntime", v->cpu_runtime == DNNL_RUNTIME_OMP ? "omp" : std::to_string(v->cpu_runtime));
   o.Set("threads", omp_get_max_threads());
   o.Set("openblas", openblas_get_config());

@@ -10,9 +10,11 @@
  * - 'tfjs-node-gpu' / 'tfjs-node': TensorFlow C library (optional dependencies;
  *   they cannot install without internet access, so they are loaded dynamically).
  * - 'webgpu': Dawn (`webgpu` package) + @tensorflow/tfjs-backend-webgpu; see webgpu.ts.
+ * - 'native': the addon of native/ (oneDNN, OpenBLAS/LAPACK) executing the heavy kernels on the wasm backend's heap
+ *   in place (native-kernels.ts); every other op stays on wasm. Unavailable where the addon was not built.
  * - 'wasm': XNNPACK with SIMD, plus the training-kernel fixes of wasm-fixes.ts.
  * - 'cpu': plain JS, correct but far too slow to train; only on explicit request.
- * - 'auto': tfjs-node-gpu, then tfjs-node, then wasm.
+ * - 'auto': tfjs-node-gpu, then tfjs-node, then native, then wasm (printing once why native was not used).
  *
  * The default request comes from the environment variable DKFAC_BACKEND when
  * `initBackend` gets no explicit (non-'auto') argument.
@@ -49,6 +51,9 @@ export interface BackendInfo {
   tfBackend: string;
   /** What was asked for, after applying DKFAC_BACKEND. */
   requested: BackendName;
+  /** The engine 'auto' (or the request) resolved to: passing it to `initBackend` gives the same engine again
+   *  (the distributed runtime's worker threads do). */
+  activated: Exclude<BackendName, 'auto'>;
   /** Package versions, e.g. '@tensorflow/tfjs-backend-wasm 4.22.0, tfjs-core 4.22.0'. */
   version: string;
   /** Human-readable details, e.g. 'wasm simd, 6 training-kernel fixes (...)'. */
@@ -87,13 +92,14 @@ export async function initBackend(req: BackendName = 'auto'): Promise<BackendInf
   registerReluGradFix();
   if (current && current.requested === requested && tf.getBackend() === current.tfBackend) return current;
   if (requested !== 'auto') {
-    current = { ...(await activate(requested)), requested };
+    current = { ...(await activate(requested)), requested, activated: requested };
     return current;
   }
   const reasons: string[] = [];
   for (const name of AUTO_ORDER) {
     try {
-      current = { ...(await activate(name)), requested };
+      current = { ...(await activate(name)), requested, activated: name };
+      if (name === 'wasm') noteNativeFallback();
       return current;
     } catch (e) {
       reasons.push((e as Error).message);
@@ -102,7 +108,16 @@ export async function initBackend(req: BackendName = 'auto'): Promise<BackendInf
   throw new Error(`no usable backend for 'auto':\n  ${reasons.join('\n  ')}`);
 }
 
-type Activated = Omit<BackendInfo, 'requested'>;
+type Activated = Omit<BackendInfo, 'requested' | 'activated'>;
+
+let fallbackNoted = false;
+
+/** One line, once per process, when 'auto' ends on plain wasm although the native engine was tried. */
+function noteNativeFallback(): void {
+  if (fallbackNoted) return;
+  fallbackNoted = true;
+  console.warn(`dkfac: native engine unavailable (${nativeUnavailableReason()}); using wasm`);
+}
 
 /** Make `tfName` the active tfjs backend, failing with a message naming `label`. */
 async function select(label: string, tfName: string): Promise<void> {
@@ -210,8 +225,8 @@ async function activateNative(): Promise<Activated> {
   return {
     name: 'native',
     tfBackend: 'wasm',
-    version: `oneDNN ${i.dnnl} (${i.dnnlCpuRuntime}, ${i.threads} threads), ${i.openblas.split(' ').slice(0, 2).join(' ')} (${i.openblasCore}), ${wasm.version}`,
-    detail: `native kernels on the wasm heap (${NATIVE_KERNELS.join(', ')}); other ops: ${wasm.detail}`,
+    version: `oneDNN ${i.dnnl} (${i.cpuIsa}, ${i.dnnlCpuRuntime} ${i.threads} threads), ${i.openblas.split(' ').slice(0, 2).join(' ')} (${i.openblasCore}), ${wasm.version}`,
+    detail: `oneDNN ${i.cpuIsa} kernels on the wasm heap (${NATIVE_KERNELS.join(', ')}); other ops: ${wasm.detail}`,
   };
 }
 
@@ -229,6 +244,24 @@ async function activateWasm(): Promise<Activated> {
     version: `@tensorflow/tfjs-backend-wasm ${wasm.version_wasm}, ${coreVersion()}`,
     detail: `wasm ${simd ? 'simd' : 'no simd'}${threads ? ', threads' : ''}, ${fixes}`,
   };
+}
+
+/**
+ * The implementation oneDNN chose for each kind of native kernel that has run in this thread (e.g. conv_fwd:
+ * 'brgconv:avx512_core'), for the run's sidecar; undefined on other engines.
+ */
+export function engineKernels(): Record<string, string> | undefined {
+  if (current?.name !== 'native') return undefined;
+  return loadNative()?.info().impls;
+}
+
+/**
+ * Set the number of threads the native engine's kernels use in this thread (oneDNN's OpenMP team). Worker threads
+ * of the distributed runtime use 1 each (DKFAC_WORKER_THREADS to change it), so that several roles on a small
+ * machine do not oversubscribe its cores: OpenMP teams that share cores wait for each other at every barrier.
+ */
+export function setEngineThreads(n: number): void {
+  if (current?.name === 'native') loadNative()?.setThreads(n);
 }
 
 /** Let the process exit after using the webgpu backend (Dawn otherwise keeps it alive). */

@@ -19,6 +19,8 @@ import { fileURLToPath } from 'node:url';
 export interface NativeAddon {
   info(): {
     dnnl: string;
+    /** the instruction set oneDNN's JIT kernels use here, e.g. 'avx512_core' */
+    cpuIsa: string;
     dnnlCpuRuntime: string;
     threads: number;
     openblas: string;

@@ -7,9 +7,15 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
+import { currentBackend } from '../backend';
 import { collectBuffers, type Task, type TaskResult } from './messages';
 
 export type Role = 'gradient' | 'stats' | 'inverse';
+
+/** What every worker thread is started with. */
+export interface WorkerData {
+  engine: string;
+}
 export type FaultPolicy = 'respawn' | 'stop';
 
 /** Running from compiled JavaScript, the worker is the .js next to this file; from TypeScript, tsx loads the .ts. */
@@ -63,6 +69,8 @@ export class RolePool {
       maxThreads: threads,
       concurrentTasksPerWorker: 1,
       idleTimeout: 60_000,
+      // every thread runs the engine the parameter server runs (workers start it on their first task)
+      workerData: { engine: currentBackend()?.activated ?? 'auto' } satisfies WorkerData,
     });
   }
 

@@ -1,15 +1,17 @@
 /**
  * The piscina worker of every distributed role (gradient, stats, inverse). Each thread has its own tfjs instance:
- * it initialises the wasm backend once and keeps one model replica (built from the task's ReplicaSpec) whose
+ * it initialises the parameter server's engine (native or wasm) once and keeps one model replica (built from the task's ReplicaSpec) whose
  * parameters each task overwrites. Results go back with their buffers transferred, not copied.
  */
 import { move, transferableSymbol, valueSymbol } from 'piscina';
-import { initBackend } from '../backend';
+import { workerData } from 'node:worker_threads';
+import { type BackendName, initBackend, setEngineThreads } from '../backend';
 import { registerBlocks } from '../kfac/registry';
 import type { FisherBlock } from '../kfac/blocks';
 import type { Model } from '../nn/model';
 import { buildModel } from '../nn/zoo';
 import { collectBuffers, type ReplicaSpec, type Task, type TaskResult } from './messages';
+import type { WorkerData } from './pool';
 import { applyInject, gradientShard, invertSnapshots, loadParams, statsBatch } from './roles';
 
 let ready: Promise<unknown> | null = null;
@@ -35,7 +37,9 @@ export default async function run(task: Task): Promise<TaskResult> {
   if (task.kind === 'inverse') {
     result = invertSnapshots(task);
   } else {
-    ready ??= initBackend('wasm');
+    ready ??= initBackend(((workerData as WorkerData | undefined)?.engine ?? 'auto') as BackendName).then(() =>
+      setEngineThreads(Number(process.env.DKFAC_WORKER_THREADS ?? 1)),
+    );
     await ready;
     if (task.kind === 'gradient') {
       const r = getReplica(task.spec, false);

@@ -35,7 +35,7 @@ export interface RunSidecar {
   profile: string;
   config: unknown;
   git: { commit: string; dirty: boolean };
-  backend: { name: string; version: string; detail?: string };
+  backend: { name: string; version: string; detail?: string; /** native engine: the oneDNN implementation of each kernel kind that ran, e.g. conv_fwd: brgconv:avx512_core */ kernels?: Record<string, string> };
   data: import('../../data-pipeline/types').DataSource;
   machine: { cpus: number; cpuModel: string; memoryGiB: number; node: string; platform: string };
   startedAt: string;

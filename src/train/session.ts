@@ -15,6 +15,7 @@
  */
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { engineKernels } from '../backend';
 import type { BatchStream, StreamState } from '../../data-pipeline/types';
 import { readCheckpoint, writeCheckpoint } from './checkpoint';
 import type { RunConfig } from './config';
@@ -297,10 +298,12 @@ export async function runSession<X extends object>(cfg: RunConfig, ctx: RunConte
     secondsPerStep: loop.wallSeconds / Math.max(1, steps),
     ...(resumeFrom ? { resumedFrom: resumeFrom.step } : {}),
   };
+  const kernels = engineKernels();
   writer.update({
     status,
     error,
     finishedAt: new Date().toISOString(),
+    ...(kernels ? { backend: { ...writer.sidecar.backend, kernels } } : {}),
     summary: {
       steps,
       wallSeconds: base.wallSeconds,
