@@ -1,5 +1,6 @@
 /**
- * The wasm training fixes against the stock cpu backend.
+ * The wasm training fixes, and the native engine's kernels (src/backend/native-kernels.ts, native/), against the
+ * stock cpu backend: every comparison below runs once per engine ('wasm', and 'native' where the addon is built).
  *
  * Every fixed wasm gradient must equal the cpu backend's to 1e-4 in the relative
  * sense of `relErr` below. The reference is independent of the fixes: they
@@ -12,11 +13,20 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, resolveBackendRequest } from '../src/backend';
+import { chunkedBatchNorm } from '../src/backend/fused-ops';
+import { existsSync } from 'node:fs';
+import { loadNative, nativeUnavailableReason } from '../src/backend/native';
 import { im2colLimits } from '../src/backend/wasm-conv';
 import { WASM_FIXED_KERNELS } from '../src/backend/wasm-fixes';
 import { mulberry32 } from '../src/linalg/random';
 
 const TOL = 1e-4;
+
+type Engine = 'wasm' | 'native';
+/** The engines under test: wasm with its fixes, and the native engine where its addon is built. */
+const ENGINES: Engine[] = ['wasm', ...(loadNative() ? (['native'] as const) : [])];
+/** The engine the current describe.each block tests (set in its beforeAll). */
+let engine: Engine = 'wasm';
 
 /** max |a − b| / max(max |b|, 1e-6): the error relative to the reference's scale. */
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -66,7 +76,7 @@ const int = (r: () => number, lo: number, hi: number) => lo + Math.floor(r() * (
  * `dy` (a fixed random array of y's shape). Returns [y, dx1, dx2, ...] as arrays.
  */
 async function vjp(
-  backend: 'cpu' | 'wasm',
+  backend: 'cpu' | Engine,
   inputs: Arr[],
   f: (...xs: tf.Tensor[]) => tf.Tensor,
   seed = 99,
@@ -89,7 +99,7 @@ async function vjp(
 /** Compare y and every input gradient between wasm (fixed) and cpu (stock). */
 async function expectSameGradients(inputs: Arr[], f: (...xs: tf.Tensor[]) => tf.Tensor, label: string) {
   const ref = await vjp('cpu', inputs, f);
-  const got = await vjp('wasm', inputs, f);
+  const got = await vjp(engine, inputs, f);
   const errs = ref.map((r, i) => relErr(got[i]!, r));
   const names = ['y', ...inputs.map((_, i) => `d${i}`)];
   const report = errs.map((e, i) => `${names[i]}=${e.toExponential(1)}`).join(' ');
@@ -123,328 +133,422 @@ describe('reference independence', () => {
   });
 });
 
-describe('conv2d gradients (dx and dfilter) equal the cpu kernels', () => {
-  const r = rng(1);
-  const cases: { k: number; s: number; pad: 'same' | 'valid' | 'explicit' }[] = [];
-  for (const k of [1, 3, 5]) for (const s of [1, 2, 3]) for (const pad of ['same', 'valid', 'explicit'] as const) cases.push({ k, s, pad });
-  it.each(cases)('kernel $k stride $s pad $pad', async ({ k, s, pad }) => {
-    const n = int(r, 1, 3);
-    const h = int(r, k, k + 8) | 1; // odd sizes
-    const w = int(r, k, k + 9);
-    const ci = int(r, 1, 5);
-    const co = int(r, 1, 5);
-    const padding: 'same' | 'valid' | [[0, 0], [number, number], [number, number], [0, 0]] =
-      pad === 'explicit'
-        ? [
-            [0, 0],
-            [int(r, 0, k), int(r, 0, k)],
-            [int(r, 0, k), int(r, 0, k)],
-            [0, 0],
-          ]
-        : pad;
-    const x = uniform([n, h, w, ci], r);
-    const f = uniform([k, k, ci, co], r);
-    await expectSameGradients(
-      [x, f],
-      (xt, ft) => tf.conv2d(xt as tf.Tensor4D, ft as tf.Tensor4D, s, padding),
-      `x ${x.shape} f ${f.shape} s ${s} pad ${JSON.stringify(padding)}`,
-    );
-  });
-
-  it('numeric padding and 1×1 stride-2 kernels', async () => {
-    const r2 = rng(2);
-    await expectSameGradients(
-      [uniform([2, 9, 8, 3], r2), uniform([3, 3, 3, 4], r2)],
-      (x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, 2, 2),
-      'pad 2',
-    );
-    await expectSameGradients(
-      [uniform([2, 8, 7, 5], r2), uniform([1, 1, 5, 6], r2)],
-      (x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, [2, 1], 'valid'),
-      '1x1 stride [2,1]',
-    );
-  });
-
-  it('fused.conv2d (bias + relu, and bias + linear: the fused custom gradient) and conv2dTranspose', async () => {
-    const r2 = rng(3);
-    await expectSameGradients(
-      [uniform([2, 8, 9, 3], r2), uniform([3, 3, 3, 5], r2), uniform([5], r2)],
-      (x, f, b) => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: f as tf.Tensor4D, strides: 1, pad: 'valid', bias: b }),
-      'fused.conv2d linear',
-    );
-    await expectSameGradients(
-      [uniform([2, 9, 9, 3], r2), uniform([3, 3, 3, 4], r2), uniform([4], r2)],
-      (x, f, b) =>
-        tf.fused.conv2d({ x: x as tf.Tensor4D, filter: f as tf.Tensor4D, strides: 2, pad: 'same', bias: b, activation: 'relu' }),
-      'fused.conv2d',
-    );
-    await expectSameGradients(
-      [uniform([2, 5, 4, 4], r2), uniform([3, 3, 3, 4], r2)],
-      (x, f) => tf.conv2dTranspose(x as tf.Tensor4D, f as tf.Tensor4D, [2, 9, 8, 3], 2, 'same'),
-      'conv2dTranspose',
-    );
-  });
-
-  it('filter gradient computed in several im2col chunks', async () => {
-    const saved = im2colLimits.chunkFloats;
-    im2colLimits.chunkFloats = 500; // forces one chunk per image (and a last partial one)
-    try {
-      const r2 = rng(5);
-      await expectSameGradients(
-        [uniform([5, 7, 6, 3], r2), uniform([3, 3, 3, 4], r2)],
-        (x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, 2, 'same'),
-        'chunked',
-      );
-    } finally {
-      im2colLimits.chunkFloats = saved;
-    }
-  });
-
-  it.each(['same', 'explicit'])('NCHW backprop kernels equal the cpu kernels (%s padding)', async (padKind) => {
-    const r2 = rng(4);
-    const x = uniform([2, 3, 9, 8], r2);
-    const f = uniform([3, 3, 3, 4], r2);
-    const pad = padKind === 'same' ? 'same' : [[0, 0], [0, 0], [2, 0], [1, 1]];
-    const dy = uniform([2, 4, 5, 4], r2); // both paddings give 5×4 outputs
-    const attrs = { strides: [2, 2], pad, dataFormat: 'NCHW', dimRoundingMode: undefined } as unknown as tf.NamedAttrMap;
-    const run = async (backend: 'cpu' | 'wasm') => {
-      await initBackend(backend);
-      const [xt, dyt, ft] = [x, dy, f].map((a) => tf.tensor(a.data, a.shape));
-      const dw = tf.engine().runKernel('Conv2DBackpropFilter', { x: xt!, dy: dyt! }, { ...attrs, filterShape: f.shape }) as tf.Tensor;
-      const dx = tf.engine().runKernel('Conv2DBackpropInput', { dy: dyt!, filter: ft! }, { ...attrs, inputShape: x.shape }) as tf.Tensor;
-      const out = [dw.dataSync() as Float32Array, dx.dataSync() as Float32Array];
-      tf.dispose([xt!, dyt!, ft!, dw, dx]);
-      return out;
-    };
-    const ref = await run('cpu');
-    const got = await run('wasm');
-    expect(relErr(got[0]!, ref[0]!)).toBeLessThan(TOL);
-    expect(relErr(got[1]!, ref[1]!)).toBeLessThan(TOL);
+describe('the closed-form chunked batch norm (the reference for the engines above)', () => {
+  it('equals tfjs differentiating the moments formula chunk by chunk, on cpu', async () => {
+    await initBackend('cpu');
+    const r = rng(60);
+    const [N, H, W, C, chunks] = [6, 4, 3, 5, 3];
+    const x = uniform([N, H, W, C], r);
+    const g = uniform([C], r);
+    const b = uniform([C], r);
+    const dy = uniform([N, H, W, C], rng(61));
+    const grads = (f: (...t: tf.Tensor[]) => tf.Tensor) =>
+      tf.tidy(() => {
+        const ts = [x, g, b].map((a) => tf.tensor(a.data, a.shape));
+        return tf.grads(f)(ts, tf.tensor(dy.data, dy.shape)).map((t) => t.dataSync() as Float32Array);
+      });
+    const closed = grads((xt, gt, bt) => chunkedBatchNorm(xt!, gt!, bt!, chunks, 1e-3).y);
+    const autodiff = grads((xt, gt, bt) => {
+      const parts = tf.split(xt!, chunks, 0).map((p) => {
+        const { mean, variance } = tf.moments(p, [0, 1, 2]);
+        return tf.mul(tf.sub(p, mean), tf.rsqrt(tf.add(variance, 1e-3)));
+      });
+      return tf.add(tf.mul(tf.concat(parts, 0), gt!), bt!);
+    });
+    for (let i = 0; i < 3; i++) expect(relErr(closed[i]!, autodiff[i]!), ['dx', 'dγ', 'dβ'][i]).toBeLessThan(TOL);
   });
 });
 
-describe('matMul gradients equal the cpu kernels', () => {
-  const r = rng(10);
-  const combos = [
-    [false, false],
-    [true, false],
-    [false, true],
-    [true, true],
-  ] as const;
-  const mat = (rows: number, cols: number, t: boolean) => uniform(t ? [cols, rows] : [rows, cols], r);
-  it.each(combos)('2-D, transposeA=%s transposeB=%s', async (ta, tb) => {
-    // Shapes covering both strategies for Aᵀ·Bᵀ (inputs transposed vs (B·A)ᵀ).
-    for (const [m, k, n] of [
-      [int(r, 1, 40), int(r, 1, 70), int(r, 1, 40)],
-      [37, 3, 41],
-      [3, 64, 5],
-    ] as const) {
-      await expectSameGradients(
-        [mat(m, k, ta), mat(k, n, tb)],
-        (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, ta, tb),
-        `m${m} k${k} n${n}`,
-      );
-    }
+describe.each(ENGINES)('engine %s', (e) => {
+  beforeAll(async () => {
+    engine = e;
+    await initBackend(e);
   });
-  it.each(combos)('batched, transposeA=%s transposeB=%s', async (ta, tb) => {
-    const b3 = (batch: number[], rows: number, cols: number, t: boolean) =>
-      uniform([...batch, ...(t ? [cols, rows] : [rows, cols])], r);
-    for (const [batch, m, k, n] of [
-      [[3], 33, 35, 31], // per-batch XNNPACK products
-      [[4], 3, 4, 5], // tiny matrices: original loop
-      [[2, 2], 32, 33, 34], // rank 4
-    ] as const) {
+
+  describe('conv2d gradients (dx and dfilter) equal the cpu kernels', () => {
+    const r = rng(1);
+    const cases: { k: number; s: number; pad: 'same' | 'valid' | 'explicit' }[] = [];
+    for (const k of [1, 3, 5]) for (const s of [1, 2, 3]) for (const pad of ['same', 'valid', 'explicit'] as const) cases.push({ k, s, pad });
+    it.each(cases)('kernel $k stride $s pad $pad', async ({ k, s, pad }) => {
+      const n = int(r, 1, 3);
+      const h = int(r, k, k + 8) | 1; // odd sizes
+      const w = int(r, k, k + 9);
+      const ci = int(r, 1, 5);
+      const co = int(r, 1, 5);
+      const padding: 'same' | 'valid' | [[0, 0], [number, number], [number, number], [0, 0]] =
+        pad === 'explicit'
+          ? [
+              [0, 0],
+              [int(r, 0, k), int(r, 0, k)],
+              [int(r, 0, k), int(r, 0, k)],
+              [0, 0],
+            ]
+          : pad;
+      const x = uniform([n, h, w, ci], r);
+      const f = uniform([k, k, ci, co], r);
       await expectSameGradients(
-        [b3([...batch], m, k, ta), b3([...batch], k, n, tb)],
-        (a, b) => tf.matMul(a, b, ta, tb),
-        `batch ${batch} m${m} k${k} n${n}`,
+        [x, f],
+        (xt, ft) => tf.conv2d(xt as tf.Tensor4D, ft as tf.Tensor4D, s, padding),
+        `x ${x.shape} f ${f.shape} s ${s} pad ${JSON.stringify(padding)}`,
       );
-    }
-  });
-  it.each(combos)('broadcast batch (values only), transposeA=%s transposeB=%s', async (ta, tb) => {
-    // tfjs's own BatchMatMul gradient does not reduce over broadcast batch
-    // dimensions (on every backend), so only the products are compared here.
-    const b3 = (batch: number[], rows: number, cols: number, t: boolean) =>
-      uniform([...batch, ...(t ? [cols, rows] : [rows, cols])], r);
-    for (const [ba, bb, m, k, n] of [
-      [[3], [], 21, 19, 17], // batched A × shared B → one tall product
-      [[], [3], 34, 33, 32], // shared A × batched B → per-batch products
-      [[3], [1], 40, 41, 42], // batch-1 B
-      [[2, 3], [3], 5, 4, 3], // mixed broadcasting: original loop
-    ] as const) {
-      const a = b3([...ba], m, k, ta);
-      const b = b3([...bb], k, n, tb);
-      const run = async (backend: 'cpu' | 'wasm') => {
+    });
+
+    it('numeric padding and 1×1 stride-2 kernels', async () => {
+      const r2 = rng(2);
+      await expectSameGradients(
+        [uniform([2, 9, 8, 3], r2), uniform([3, 3, 3, 4], r2)],
+        (x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, 2, 2),
+        'pad 2',
+      );
+      await expectSameGradients(
+        [uniform([2, 8, 7, 5], r2), uniform([1, 1, 5, 6], r2)],
+        (x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, [2, 1], 'valid'),
+        '1x1 stride [2,1]',
+      );
+    });
+
+    it('fused.conv2d (bias + relu, and bias + linear: the fused custom gradient) and conv2dTranspose', async () => {
+      const r2 = rng(3);
+      await expectSameGradients(
+        [uniform([2, 8, 9, 3], r2), uniform([3, 3, 3, 5], r2), uniform([5], r2)],
+        (x, f, b) => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: f as tf.Tensor4D, strides: 1, pad: 'valid', bias: b }),
+        'fused.conv2d linear',
+      );
+      await expectSameGradients(
+        [uniform([2, 9, 9, 3], r2), uniform([3, 3, 3, 4], r2), uniform([4], r2)],
+        (x, f, b) =>
+          tf.fused.conv2d({ x: x as tf.Tensor4D, filter: f as tf.Tensor4D, strides: 2, pad: 'same', bias: b, activation: 'relu' }),
+        'fused.conv2d',
+      );
+      await expectSameGradients(
+        [uniform([2, 5, 4, 4], r2), uniform([3, 3, 3, 4], r2)],
+        (x, f) => tf.conv2dTranspose(x as tf.Tensor4D, f as tf.Tensor4D, [2, 9, 8, 3], 2, 'same'),
+        'conv2dTranspose',
+      );
+    });
+
+    it('filter gradient computed in several im2col chunks', async () => {
+      const saved = im2colLimits.chunkFloats;
+      im2colLimits.chunkFloats = 500; // forces one chunk per image (and a last partial one)
+      try {
+        const r2 = rng(5);
+        await expectSameGradients(
+          [uniform([5, 7, 6, 3], r2), uniform([3, 3, 3, 4], r2)],
+          (x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, 2, 'same'),
+          'chunked',
+        );
+      } finally {
+        im2colLimits.chunkFloats = saved;
+      }
+    });
+
+    it.each(['same', 'explicit'])('NCHW backprop kernels equal the cpu kernels (%s padding)', async (padKind) => {
+      const r2 = rng(4);
+      const x = uniform([2, 3, 9, 8], r2);
+      const f = uniform([3, 3, 3, 4], r2);
+      const pad = padKind === 'same' ? 'same' : [[0, 0], [0, 0], [2, 0], [1, 1]];
+      const dy = uniform([2, 4, 5, 4], r2); // both paddings give 5×4 outputs
+      const attrs = { strides: [2, 2], pad, dataFormat: 'NCHW', dimRoundingMode: undefined } as unknown as tf.NamedAttrMap;
+      const run = async (backend: 'cpu' | Engine) => {
         await initBackend(backend);
-        const [at, bt] = [tf.tensor(a.data, a.shape), tf.tensor(b.data, b.shape)];
-        const y = tf.matMul(at, bt, ta, tb);
-        const out = { shape: y.shape, data: y.dataSync() as Float32Array };
-        tf.dispose([at, bt, y]);
+        const [xt, dyt, ft] = [x, dy, f].map((a) => tf.tensor(a.data, a.shape));
+        const dw = tf.engine().runKernel('Conv2DBackpropFilter', { x: xt!, dy: dyt! }, { ...attrs, filterShape: f.shape }) as tf.Tensor;
+        const dx = tf.engine().runKernel('Conv2DBackpropInput', { dy: dyt!, filter: ft! }, { ...attrs, inputShape: x.shape }) as tf.Tensor;
+        const out = [dw.dataSync() as Float32Array, dx.dataSync() as Float32Array];
+        tf.dispose([xt!, dyt!, ft!, dw, dx]);
         return out;
       };
       const ref = await run('cpu');
-      const got = await run('wasm');
-      expect(got.shape).toEqual(ref.shape);
-      expect(relErr(got.data, ref.data), `batch ${ba}/${bb}`).toBeLessThan(TOL);
-    }
+      const got = await run(engine);
+      expect(relErr(got[0]!, ref[0]!)).toBeLessThan(TOL);
+      expect(relErr(got[1]!, ref[1]!)).toBeLessThan(TOL);
+    });
   });
-  it('fused matMul with bias (relu and linear), every transpose combination', async () => {
-    for (const [ta, tb] of combos) {
-      for (const activation of ['relu', 'linear'] as const) {
+
+  describe('matMul gradients equal the cpu kernels', () => {
+    const r = rng(10);
+    const combos = [
+      [false, false],
+      [true, false],
+      [false, true],
+      [true, true],
+    ] as const;
+    const mat = (rows: number, cols: number, t: boolean) => uniform(t ? [cols, rows] : [rows, cols], r);
+    it.each(combos)('2-D, transposeA=%s transposeB=%s', async (ta, tb) => {
+      // Shapes covering both strategies for Aᵀ·Bᵀ (inputs transposed vs (B·A)ᵀ).
+      for (const [m, k, n] of [
+        [int(r, 1, 40), int(r, 1, 70), int(r, 1, 40)],
+        [37, 3, 41],
+        [3, 64, 5],
+      ] as const) {
         await expectSameGradients(
-          [mat(23, 31, ta), mat(31, 19, tb), uniform([19], r)],
-          (a, b, bias) =>
-            tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, transposeA: ta, transposeB: tb, bias, activation }),
-          `fused ta=${ta} tb=${tb} ${activation}`,
+          [mat(m, k, ta), mat(k, n, tb)],
+          (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, ta, tb),
+          `m${m} k${k} n${n}`,
         );
       }
-    }
-  });
-});
-
-describe('pooling gradients equal the cpu kernels', () => {
-  const r = rng(20);
-  const cases = [
-    { size: 2, stride: 2, pad: 'valid' },
-    { size: 2, stride: 2, pad: 'same' },
-    { size: 3, stride: 2, pad: 'same' },
-    { size: 3, stride: 2, pad: 'valid' },
-    { size: 3, stride: 1, pad: 'same' },
-    { size: 2, stride: 1, pad: 'valid' },
-  ] as const;
-  it.each(cases)('maxPool $size×$size stride $stride $pad (no ties)', async ({ size, stride, pad }) => {
-    for (const shape of [
-      [2, 8, 8, 3],
-      [3, int(r, 5, 11), int(r, 5, 11), int(r, 1, 6)],
-    ]) {
-      await expectSameGradients([distinct(shape, r)], (x) => tf.maxPool(x as tf.Tensor4D, size, stride, pad), `x ${shape}`);
-    }
-  });
-  it.each(cases)('maxPool $size×$size stride $stride $pad with ties: first maximum wins, as on cpu', async ({ size, stride, pad }) => {
-    const x = uniform([2, 9, 7, 4], r);
-    for (let i = 0; i < x.data.length; i++) x.data[i] = Math.max(0, Math.round(2 * x.data[i]!)); // many equal values
-    await expectSameGradients([x], (t) => tf.maxPool(t as tf.Tensor4D, size, stride, pad), 'ties');
-  });
-  it.each(cases)('avgPool $size×$size stride $stride $pad', async ({ size, stride, pad }) => {
-    await expectSameGradients([uniform([2, 9, 7, 3], r)], (x) => tf.avgPool(x as tf.Tensor4D, size, stride, pad), 'avg');
-  });
-  it.each(cases)('avgPool $size×$size stride $stride $pad: the gradient is the derivative of the forward pass', async ({ size, stride, pad }) => {
-    // Direct computation: each output averages the valid inputs of its window, so each of them receives dy / count.
-    const shape = [2, 9, 7, 3] as const;
-    const x = uniform([...shape], r);
-    const info = tf.backend_util.computePool2DInfo([...shape], size, stride, 1, pad);
-    const dy = uniform([2, info.outHeight, info.outWidth, 3], rng(99));
-    const want = new Float32Array(x.data.length);
-    const [, h, w, c] = shape;
-    for (let n = 0; n < 2; n++)
-      for (let i = 0; i < info.outHeight; i++)
-        for (let j = 0; j < info.outWidth; j++) {
-          const r0 = i * stride - info.padInfo.top;
-          const c0 = j * stride - info.padInfo.left;
-          const rows = [...Array(size).keys()].map((a) => r0 + a).filter((v) => v >= 0 && v < h);
-          const cols = [...Array(size).keys()].map((b) => c0 + b).filter((v) => v >= 0 && v < w);
-          for (let d = 0; d < c; d++) {
-            const g = dy.data[((n * info.outHeight + i) * info.outWidth + j) * c + d]! / (rows.length * cols.length);
-            for (const rr of rows) for (const cc of cols) want[((n * h + rr) * w + cc) * c + d] += g;
-          }
+    });
+    it.each(combos)('batched, transposeA=%s transposeB=%s', async (ta, tb) => {
+      const b3 = (batch: number[], rows: number, cols: number, t: boolean) =>
+        uniform([...batch, ...(t ? [cols, rows] : [rows, cols])], r);
+      for (const [batch, m, k, n] of [
+        [[3], 33, 35, 31], // per-batch XNNPACK products
+        [[4], 3, 4, 5], // tiny matrices: original loop
+        [[2, 2], 32, 33, 34], // rank 4
+      ] as const) {
+        await expectSameGradients(
+          [b3([...batch], m, k, ta), b3([...batch], k, n, tb)],
+          (a, b) => tf.matMul(a, b, ta, tb),
+          `batch ${batch} m${m} k${k} n${n}`,
+        );
+      }
+    });
+    it.each(combos)('broadcast batch (values only), transposeA=%s transposeB=%s', async (ta, tb) => {
+      // tfjs's own BatchMatMul gradient does not reduce over broadcast batch
+      // dimensions (on every backend), so only the products are compared here.
+      const b3 = (batch: number[], rows: number, cols: number, t: boolean) =>
+        uniform([...batch, ...(t ? [cols, rows] : [rows, cols])], r);
+      for (const [ba, bb, m, k, n] of [
+        [[3], [], 21, 19, 17], // batched A × shared B → one tall product
+        [[], [3], 34, 33, 32], // shared A × batched B → per-batch products
+        [[3], [1], 40, 41, 42], // batch-1 B
+        [[2, 3], [3], 5, 4, 3], // mixed broadcasting: original loop
+      ] as const) {
+        const a = b3([...ba], m, k, ta);
+        const b = b3([...bb], k, n, tb);
+        const run = async (backend: 'cpu' | Engine) => {
+          await initBackend(backend);
+          const [at, bt] = [tf.tensor(a.data, a.shape), tf.tensor(b.data, b.shape)];
+          const y = tf.matMul(at, bt, ta, tb);
+          const out = { shape: y.shape, data: y.dataSync() as Float32Array };
+          tf.dispose([at, bt, y]);
+          return out;
+        };
+        const ref = await run('cpu');
+        const got = await run(engine);
+        expect(got.shape).toEqual(ref.shape);
+        expect(relErr(got.data, ref.data), `batch ${ba}/${bb}`).toBeLessThan(TOL);
+      }
+    });
+    it('fused matMul with bias (relu and linear), every transpose combination', async () => {
+      for (const [ta, tb] of combos) {
+        for (const activation of ['relu', 'linear'] as const) {
+          await expectSameGradients(
+            [mat(23, 31, ta), mat(31, 19, tb), uniform([19], r)],
+            (a, b, bias) =>
+              tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, transposeA: ta, transposeB: tb, bias, activation }),
+            `fused ta=${ta} tb=${tb} ${activation}`,
+          );
         }
-    for (const backend of ['wasm', 'cpu'] as const) {
-      await initBackend(backend);
-      const got = tf.tidy(() => {
-        const xt = tf.tensor4d(x.data, [...shape]);
-        return tf.grads((t: tf.Tensor) => tf.avgPool(t as tf.Tensor4D, size, stride, pad))([xt], tf.tensor(dy.data, dy.shape))[0]!;
-      });
-      expect(relErr(got.dataSync(), want), backend).toBeLessThan(TOL);
-      got.dispose();
-    }
+      }
+    });
   });
-});
 
-describe('gradients of the other ops the layers use', () => {
-  const r = rng(30);
-  it('concat, slice, pad, split, stack', async () => {
-    await expectSameGradients(
-      [uniform([2, 5, 4, 3], r), uniform([2, 5, 4, 2], r)],
-      (a, b) => {
-        const c = tf.concat([a, b], 3);
-        const s = tf.slice(c, [0, 1, 0, 1], [2, 3, 4, 3]);
-        const [p, q] = tf.split(tf.pad(s, [[0, 0], [1, 2], [0, 1], [0, 0]]), [2, 4], 1);
-        return tf.stack([tf.mul(p!, 2), tf.slice(q!, [0, 0, 0, 0], [2, 2, 5, 3])]);
-      },
-      'concat/slice/pad/split/stack',
-    );
+  describe('pooling gradients equal the cpu kernels', () => {
+    const r = rng(20);
+    const cases = [
+      { size: 2, stride: 2, pad: 'valid' },
+      { size: 2, stride: 2, pad: 'same' },
+      { size: 3, stride: 2, pad: 'same' },
+      { size: 3, stride: 2, pad: 'valid' },
+      { size: 3, stride: 1, pad: 'same' },
+      { size: 2, stride: 1, pad: 'valid' },
+    ] as const;
+    it.each(cases)('maxPool $size×$size stride $stride $pad (no ties)', async ({ size, stride, pad }) => {
+      for (const shape of [
+        [2, 8, 8, 3],
+        [3, int(r, 5, 11), int(r, 5, 11), int(r, 1, 6)],
+      ]) {
+        await expectSameGradients([distinct(shape, r)], (x) => tf.maxPool(x as tf.Tensor4D, size, stride, pad), `x ${shape}`);
+      }
+    });
+    it.each(cases)('maxPool $size×$size stride $stride $pad with ties: first maximum wins, as on cpu', async ({ size, stride, pad }) => {
+      const x = uniform([2, 9, 7, 4], r);
+      for (let i = 0; i < x.data.length; i++) x.data[i] = Math.max(0, Math.round(2 * x.data[i]!)); // many equal values
+      await expectSameGradients([x], (t) => tf.maxPool(t as tf.Tensor4D, size, stride, pad), 'ties');
+    });
+    it.each(cases)('avgPool $size×$size stride $stride $pad', async ({ size, stride, pad }) => {
+      await expectSameGradients([uniform([2, 9, 7, 3], r)], (x) => tf.avgPool(x as tf.Tensor4D, size, stride, pad), 'avg');
+    });
+    it.each(cases)('avgPool $size×$size stride $stride $pad: the gradient is the derivative of the forward pass', async ({ size, stride, pad }) => {
+      // Direct computation: each output averages the valid inputs of its window, so each of them receives dy / count.
+      const shape = [2, 9, 7, 3] as const;
+      const x = uniform([...shape], r);
+      const info = tf.backend_util.computePool2DInfo([...shape], size, stride, 1, pad);
+      const dy = uniform([2, info.outHeight, info.outWidth, 3], rng(99));
+      const want = new Float32Array(x.data.length);
+      const [, h, w, c] = shape;
+      for (let n = 0; n < 2; n++)
+        for (let i = 0; i < info.outHeight; i++)
+          for (let j = 0; j < info.outWidth; j++) {
+            const r0 = i * stride - info.padInfo.top;
+            const c0 = j * stride - info.padInfo.left;
+            const rows = [...Array(size).keys()].map((a) => r0 + a).filter((v) => v >= 0 && v < h);
+            const cols = [...Array(size).keys()].map((b) => c0 + b).filter((v) => v >= 0 && v < w);
+            for (let d = 0; d < c; d++) {
+              const g = dy.data[((n * info.outHeight + i) * info.outWidth + j) * c + d]! / (rows.length * cols.length);
+              for (const rr of rows) for (const cc of cols) want[((n * h + rr) * w + cc) * c + d] += g;
+            }
+          }
+      for (const backend of [engine, 'cpu'] as const) {
+        await initBackend(backend);
+        const got = tf.tidy(() => {
+          const xt = tf.tensor4d(x.data, [...shape]);
+          return tf.grads((t: tf.Tensor) => tf.avgPool(t as tf.Tensor4D, size, stride, pad))([xt], tf.tensor(dy.data, dy.shape))[0]!;
+        });
+        expect(relErr(got.dataSync(), want), backend).toBeLessThan(TOL);
+        got.dispose();
+      }
+    });
   });
-  it('moments-based batch norm, mean and sum over axes', async () => {
-    await expectSameGradients(
-      [uniform([4, 5, 6, 3], r), uniform([3], r), uniform([3], r)],
-      (x, gamma, beta) => {
-        const { mean, variance } = tf.moments(x, [0, 1, 2]);
-        const xhat = tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-3)));
-        const y = tf.add(tf.mul(xhat, gamma), beta);
-        return tf.concat([tf.mean(y, [1, 2]).reshape([-1]), tf.sum(y, [0, 1]).reshape([-1]), tf.mean(y, 0).reshape([-1])]);
-      },
-      'batchnorm',
-    );
-  });
-  it('sum and mean over many rows (the pooled path) and over few rows (the loop)', async () => {
-    await expectSameGradients(
-      [uniform([8, 32, 32, 5], r)],
-      (x) =>
-        tf.concat([
-          tf.sum(tf.mul(x, x), [0, 1, 2]),
-          tf.mean(x, [0, 1, 2]),
-          tf.mean(x, [1, 2]).reshape([-1]),
-          tf.sum(x, [1]).reshape([-1]),
-        ]),
-      'large reductions',
-    );
-  });
-  it('gather (UnsortedSegmentSum, missing on stock wasm)', async () => {
-    const idx = [3, 0, 3, 1, 4, 0];
-    await expectSameGradients(
-      [uniform([5, 4], r)],
-      (x) => tf.mul(tf.gather(x, tf.tensor1d(idx, 'int32')), 1.5),
-      'gather',
-    );
-  });
-  it('logSoftmax and softmaxCrossEntropy losses', async () => {
-    const labels = tf.tidy(() => tf.oneHot(tf.tensor1d([1, 0, 4, 2, 2, 3], 'int32'), 5).arraySync()) as number[][];
-    await expectSameGradients(
-      [uniform([6, 5], r)],
-      (logits) =>
-        tf.add(
-          tf.losses.softmaxCrossEntropy(tf.tensor2d(labels), logits),
-          tf.neg(tf.mean(tf.sum(tf.mul(tf.tensor2d(labels), tf.logSoftmax(logits)), 1))),
-        ),
-      'losses',
-    );
-  });
-});
 
-describe('a whole small CNN', () => {
-  it('every parameter gradient on wasm equals cpu', async () => {
-    const r = rng(40);
-    const x = uniform([4, 16, 16, 3], r);
-    const labels = new Float32Array(4 * 10);
-    for (let i = 0; i < 4; i++) labels[i * 10 + int(r, 0, 9)] = 1;
-    const params = [
-      uniform([5, 5, 3, 8], r),
-      uniform([8], r),
-      uniform([3, 3, 8, 16], r),
-      uniform([16], r),
-      uniform([64, 10], r),
-      uniform([10], r),
-    ];
-    const net = (w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor, w3: tf.Tensor, b3: tf.Tensor) => {
-      let h = tf.tensor4d(x.data, x.shape as [number, number, number, number]);
-      h = tf.relu(tf.add(tf.conv2d(h, w1 as tf.Tensor4D, 1, 'same'), b1)) as tf.Tensor4D;
-      h = tf.maxPool(h, 2, 2, 'valid'); // 8×8
-      h = tf.relu(tf.add(tf.conv2d(h, w2 as tf.Tensor4D, 2, 'same'), b2)) as tf.Tensor4D; // 4×4
-      h = tf.avgPool(h, 2, 2, 'valid'); // 2×2×16
-      const logits = tf.add(tf.matMul(h.reshape([4, 64]), w3 as tf.Tensor2D), b3);
-      return tf.losses.softmaxCrossEntropy(tf.tensor2d(labels, [4, 10]), logits);
-    };
-    await expectSameGradients(params, net as unknown as (...xs: tf.Tensor[]) => tf.Tensor, 'cnn');
+  describe('gradients of the other ops the layers use', () => {
+    const r = rng(30);
+    it('concat, slice, pad, split, stack', async () => {
+      await expectSameGradients(
+        [uniform([2, 5, 4, 3], r), uniform([2, 5, 4, 2], r)],
+        (a, b) => {
+          const c = tf.concat([a, b], 3);
+          const s = tf.slice(c, [0, 1, 0, 1], [2, 3, 4, 3]);
+          const [p, q] = tf.split(tf.pad(s, [[0, 0], [1, 2], [0, 1], [0, 0]]), [2, 4], 1);
+          return tf.stack([tf.mul(p!, 2), tf.slice(q!, [0, 0, 0, 0], [2, 2, 5, 3])]);
+        },
+        'concat/slice/pad/split/stack',
+      );
+    });
+    it('moments-based batch norm, mean and sum over axes', async () => {
+      await expectSameGradients(
+        [uniform([4, 5, 6, 3], r), uniform([3], r), uniform([3], r)],
+        (x, gamma, beta) => {
+          const { mean, variance } = tf.moments(x, [0, 1, 2]);
+          const xhat = tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-3)));
+          const y = tf.add(tf.mul(xhat, gamma), beta);
+          return tf.concat([tf.mean(y, [1, 2]).reshape([-1]), tf.sum(y, [0, 1]).reshape([-1]), tf.mean(y, 0).reshape([-1])]);
+        },
+        'batchnorm',
+      );
+    });
+    it('sum and mean over many rows (the pooled path) and over few rows (the loop)', async () => {
+      await expectSameGradients(
+        [uniform([8, 32, 32, 5], r)],
+        (x) =>
+          tf.concat([
+            tf.sum(tf.mul(x, x), [0, 1, 2]),
+            tf.mean(x, [0, 1, 2]),
+            tf.mean(x, [1, 2]).reshape([-1]),
+            tf.sum(x, [1]).reshape([-1]),
+          ]),
+        'large reductions',
+      );
+    });
+    it('gather (UnsortedSegmentSum, missing on stock wasm)', async () => {
+      const idx = [3, 0, 3, 1, 4, 0];
+      await expectSameGradients(
+        [uniform([5, 4], r)],
+        (x) => tf.mul(tf.gather(x, tf.tensor1d(idx, 'int32')), 1.5),
+        'gather',
+      );
+    });
+    it('logSoftmax and softmaxCrossEntropy losses', async () => {
+      const labels = tf.tidy(() => tf.oneHot(tf.tensor1d([1, 0, 4, 2, 2, 3], 'int32'), 5).arraySync()) as number[][];
+      await expectSameGradients(
+        [uniform([6, 5], r)],
+        (logits) =>
+          tf.add(
+            tf.losses.softmaxCrossEntropy(tf.tensor2d(labels), logits),
+            tf.neg(tf.mean(tf.sum(tf.mul(tf.tensor2d(labels), tf.logSoftmax(logits)), 1))),
+          ),
+        'losses',
+      );
+    });
+  });
+
+  describe('the native engine\'s own kernels (fused ops, large elementwise ops), on every engine', () => {
+    const r = rng(50);
+    it.each([
+      { shape: [4, 6, 5, 8], chunks: 2 },
+      { shape: [6, 7, 3, 5], chunks: 3 },
+      { shape: [12, 16], chunks: 1 },
+      { shape: [32, 9, 9, 16], chunks: 4 },
+    ])('chunked batch norm $shape in $chunks chunks: y, x̂, statistics and every gradient', async ({ shape, chunks }) => {
+      const C = shape[shape.length - 1]!;
+      await expectSameGradients(
+        [uniform(shape, r), uniform([C], r), uniform([C], r)],
+        (x, g, b) => {
+          const bn = chunkedBatchNorm(tf.mul(x, 3), g, b, chunks, 1e-3);
+          return tf.concat([bn.y.reshape([-1]), tf.mul(bn.xhat, 0.5).reshape([-1]), bn.mean.reshape([-1]), bn.variance.reshape([-1])]);
+        },
+        `bn ${shape}/${chunks}`,
+      );
+    });
+    it('relu gradient, with zeros, negative zeros and NaN in the input', async () => {
+      const x = uniform([64, 9, 9, 3], r);
+      for (let i = 0; i < x.data.length; i += 7) x.data[i] = 0;
+      for (let i = 3; i < x.data.length; i += 11) x.data[i] = -0;
+      x.data[5] = Number.NaN;
+      const run = async (backend: 'cpu' | Engine) => {
+        await initBackend(backend);
+        const xt = tf.tensor(x.data, x.shape);
+        const dy = tf.tensor(uniform(x.shape, rng(7)).data, x.shape);
+        const g = tf.grad((t: tf.Tensor) => tf.relu(t))(xt, dy);
+        const out = g.dataSync() as Float32Array;
+        tf.dispose([xt, dy, g]);
+        return out;
+      };
+      const ref = await run('cpu');
+      const got = await run(engine);
+      expect(Number.isNaN(got[5]!) && Number.isNaN(ref[5]!)).toBe(true);
+      got[5] = ref[5] = 0;
+      expect(relErr(got, ref)).toBeLessThan(TOL);
+    });
+    it('large same-shape and trailing-broadcast add, sub, mul (both operand orders), and concat/split on every axis', async () => {
+      await expectSameGradients(
+        [uniform([16, 8, 8, 12], r), uniform([12], r), uniform([8, 12], r), uniform([16, 8, 8, 12], r)],
+        (a, b, c, d) =>
+          tf.concat([
+            tf.add(a, b), tf.sub(b, a), tf.sub(a, c), tf.mul(c, a), tf.mul(a, d), tf.sub(a, d), tf.add(tf.scalar(2), a),
+          ], 0),
+        'binary',
+      );
+      for (const axis of [0, 1, 2, 3]) {
+        await expectSameGradients(
+          [uniform([6, 5, 4, 7], r), uniform([6, 5, 4, 7], r)],
+          (a, b) => {
+            const c = tf.concat([a, tf.mul(b, 2), a], axis);
+            const parts = tf.split(c, [2, c.shape[axis]! - 5, 3], axis);
+            return tf.concat(parts.map((p, i) => tf.mul(p, i + 1).reshape([-1])));
+          },
+          `concat/split axis ${axis}`,
+        );
+      }
+    });
+  });
+
+  describe('a whole small CNN', () => {
+    it('every parameter gradient equals cpu', async () => {
+      const r = rng(40);
+      const x = uniform([4, 16, 16, 3], r);
+      const labels = new Float32Array(4 * 10);
+      for (let i = 0; i < 4; i++) labels[i * 10 + int(r, 0, 9)] = 1;
+      const params = [
+        uniform([5, 5, 3, 8], r),
+        uniform([8], r),
+        uniform([3, 3, 8, 16], r),
+        uniform([16], r),
+        uniform([64, 10], r),
+        uniform([10], r),
+      ];
+      const net = (w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor, w3: tf.Tensor, b3: tf.Tensor) => {
+        let h = tf.tensor4d(x.data, x.shape as [number, number, number, number]);
+        h = tf.relu(tf.add(tf.conv2d(h, w1 as tf.Tensor4D, 1, 'same'), b1)) as tf.Tensor4D;
+        h = tf.maxPool(h, 2, 2, 'valid'); // 8×8
+        h = tf.relu(tf.add(tf.conv2d(h, w2 as tf.Tensor4D, 2, 'same'), b2)) as tf.Tensor4D; // 4×4
+        h = tf.avgPool(h, 2, 2, 'valid'); // 2×2×16
+        const logits = tf.add(tf.matMul(h.reshape([4, 64]), w3 as tf.Tensor2D), b3);
+        return tf.losses.softmaxCrossEntropy(tf.tensor2d(labels, [4, 10]), logits);
+      };
+      await expectSameGradients(params, net as unknown as (...xs: tf.Tensor[]) => tf.Tensor, 'cnn');
+    });
   });
 });
 
@@ -461,15 +565,16 @@ describe('initBackend', () => {
     expect(resolveBackendRequest('auto', {})).toBe('auto');
     expect(() => resolveBackendRequest('auto', { DKFAC_BACKEND: 'gpu' })).toThrow(/DKFAC_BACKEND=gpu is not a backend/);
   });
-  it("'auto' falls back to wasm here, idempotently, and never to cpu", async () => {
+  it("'auto' takes the native engine where its addon is built, else wasm, idempotently, and never cpu", async () => {
     const saved = process.env.DKFAC_BACKEND;
     delete process.env.DKFAC_BACKEND;
     try {
       const a = await initBackend();
       const b = await initBackend('auto');
-      expect(a.name).toBe('wasm');
+      expect(a.name).toBe(loadNative() ? 'native' : 'wasm');
       expect(a.requested).toBe('auto');
       expect(a.detail).toMatch(/wasm simd, \d+ training-kernel fixes/);
+      if (loadNative()) expect(a.detail).toMatch(/oneDNN (avx512|avx2)\w* kernels on the wasm heap/);
       expect(b).toBe(a);
       expect(tf.getBackend()).toBe('wasm');
       const cpu = await initBackend('cpu');
@@ -478,6 +583,15 @@ describe('initBackend', () => {
     } finally {
       if (saved !== undefined) process.env.DKFAC_BACKEND = saved;
     }
+  });
+  it('the native addon is built wherever its prerequisites are installed (so CI runs the native engine)', () => {
+    const prerequisites =
+      process.platform === 'linux' &&
+      existsSync('/usr/include/oneapi/dnnl/dnnl.hpp') &&
+      existsSync('/usr/lib/x86_64-linux-gnu/libopenblas.so') &&
+      process.env.DKFAC_NATIVE !== '0';
+    if (prerequisites) expect(nativeUnavailableReason()).toBeUndefined();
+    else expect(nativeUnavailableReason()).toMatch(/not built|failed to load|disabled/);
   });
   it('shared Identity/Cast data on wasm survives disposal of the original', async () => {
     await initBackend('wasm');

@@ -15,7 +15,7 @@ import { batchOf, C, H, K, runCfg, synthSplit, trainData } from './distributed-h
 
 let backend: BackendInfo;
 beforeAll(async () => {
-  backend = await initBackend('wasm');
+  backend = await initBackend();
 });
 
 describe('respawn', () => {

@@ -21,7 +21,7 @@ import { identityPreconditioner } from '../src/train/update';
 import { batchOf, C, H, K, runCfg, synthSplit } from './distributed-helpers';
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend();
 });
 
 const spec = { model: { arch: 'cifarnet', bn: false } as const, inputShape: [H, H, C] as [number, number, number], numClasses: K };

@@ -29,7 +29,7 @@ import { batchOf, C, H, K, runCfg, synthSplit, trainData } from './distributed-h
 
 let backend: BackendInfo;
 beforeAll(async () => {
-  backend = await initBackend('wasm');
+  backend = await initBackend();
 });
 
 const SGD = { kind: 'sgd', lr: 0.05, momentum: 0.9, decay: { rate: 0.5, every: 2 } };

@@ -25,7 +25,7 @@ import { batchOf, C, H, K, runCfg, synthSplit, trainData } from './distributed-h
 
 let backend: BackendInfo;
 beforeAll(async () => {
-  backend = await initBackend('wasm');
+  backend = await initBackend();
 });
 
 /** Largest relative difference over every Float64Array field of every block's statistics. */

@@ -16,7 +16,7 @@ import { resolveProfile } from '../experiments/common';
 import { alexNetFc6Factors } from '../reports/figures/fig4';
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend();
 });
 
 describe('fig4 experiment', () => {

@@ -23,7 +23,7 @@ import { Model, type ModelFn } from '../src/nn/model';
 import type { Padding } from '../src/nn/layers';
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend();
 });
 
 function rand(n: number, seed: number, scale = 1): Float32Array {

@@ -28,7 +28,7 @@ import {
 import { crossEntropy, Model, type ModelFn } from '../src/nn/model';
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend();
 });
 
 function rand(n: number, seed: number, scale = 1): Float32Array {

@@ -25,7 +25,7 @@ import {
 import type { LayerInfo } from '../src/nn/layers';
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend();
 });
 
 /** Deterministic uniform numbers in [-0.5, 0.5). */

@@ -15,7 +15,7 @@ import { parseConfig, RunConfig } from '../src/train/config';
 import { makeOptimizer, Trainer, type TrainerState } from '../src/train/trainer';
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend();
 });
 
 const H = 8;

@@ -10,7 +10,7 @@ import { crossEntropy } from '../src/nn/model';
 import { KfacConfig, KfacOptimizer } from '../src/kfac/optimizer';
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend();
 });
 
 describe('fromLayersModel', () => {

@@ -11,7 +11,7 @@ import { buildModel } from '../src/nn/zoo';
 import { chunkSizes } from '../src/nn/layers';
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend();
 });
 
 function rand(n: number, seed: number): Float32Array {

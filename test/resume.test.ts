@@ -24,7 +24,7 @@ import { runCfg, trainData } from './distributed-helpers';
 
 let backend: BackendInfo;
 beforeAll(async () => {
-  backend = await initBackend('wasm');
+  backend = await initBackend();
 });
 afterEach(() => clearStop());
 

@@ -17,7 +17,7 @@ import { decayed, decayInterval, MomentumUpdater, PolyakAverage, stepSize } from
 import { openTrainData } from '../experiments/data';
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend();
 });
 
 const base = {
