@@ -2,6 +2,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <sstream>
 
 #include "common.h"
@@ -121,6 +122,12 @@ Napi::Value ClearCache(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // DKFAC_NATIVE_THREADS: OpenMP threads of this thread's kernels (default: OpenMP's, i.e. OMP_NUM_THREADS or all
+  // CPUs). Several processes training side by side on a small machine should split the cores between them.
+  if (const char* t = std::getenv("DKFAC_NATIVE_THREADS")) {
+    const int n = std::atoi(t);
+    if (n > 0) omp_set_num_threads(n);
+  }
   exports.Set("info", Napi::Function::New(env, Info, "info"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("clearCache", Napi::Function::New(env, ClearCache, "clearCache"));

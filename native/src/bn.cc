@@ -20,7 +20,7 @@ namespace {
 
 /** Per-channel sums over rows [0, m) of a [m, C] block: s1 += Σ a, s2 += Σ a·b (b may be null: s2 untouched). */
 void channelSums(const float* a, const float* b, int64_t m, int64_t C, double* s1, double* s2) {
-#pragma omp parallel
+#pragma omp parallel if (m * C >= kParallelMin)
   {
     std::vector<double> p1(C, 0.0), p2(C, 0.0);
 #pragma omp for schedule(static)
@@ -68,7 +68,7 @@ Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
     for (int64_t k = 0; k < C; k++) mu[k] = static_cast<float>(s1[k] / M);
     // Second pass for the variance (about the mean: no cancellation).
     std::fill(s2.begin(), s2.end(), 0.0);
-#pragma omp parallel
+#pragma omp parallel if (M * C >= kParallelMin)
     {
       std::vector<double> p(C, 0.0);
 #pragma omp for schedule(static)
@@ -91,7 +91,7 @@ Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
     }
     float* yg = y + g * M * C;
     float* hg = xhat + g * M * C;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M * C >= kParallelMin)
     for (int64_t r = 0; r < M; r++) {
       const float* xr = xg + r * C;
       float* hr = hg + r * C;
@@ -136,7 +136,7 @@ Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
       b2[k] = static_cast<float>(s2[k] / M);
     }
     float* dxg = dx + g * M * C;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M * C >= kParallelMin)
     for (int64_t r = 0; r < M; r++) {
       const float* dr = dyg + r * C;
       const float* hr = hg + r * C;

@@ -44,6 +44,13 @@ inline const int32_t* dimsOf(const Napi::Value& v, size_t expected, const char* 
   return a.Data();
 }
 
+/**
+ * The size (elements) from which the addon's own memory-bound loops run on OpenMP threads. Below it a parallel region
+ * costs more than it saves, and every region waits for its slowest thread: on a loaded machine, where a thread can be
+ * descheduled for a whole time slice, many small regions make a step several times slower.
+ */
+constexpr int64_t kParallelMin = 1 << 20;
+
 /** Activation codes shared with src/backend/native-kernels.ts (`ACTIVATIONS`). */
 enum Activation : int32_t { kLinear = 0, kRelu = 1, kRelu6 = 2, kElu = 3, kLeakyRelu = 4, kSigmoid = 5 };
 

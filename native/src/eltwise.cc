@@ -3,6 +3,8 @@
 // reluGrad: dx = dy · step(x) with tfjs's semantics (step(x) = 1 for x > 0, 0 otherwise, NaN for NaN), one pass
 // instead of tfjs's Cast + Step + Multiply. It serves the gradients of Relu (x = its input) and of the fused
 // kernels' relu (x = their output: the same derivative).
+#include <omp.h>
+
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -18,7 +20,7 @@ Napi::Value ReluGrad(const Napi::CallbackInfo& info) {
   const float* x = heapF32(heap, info[2]);
   float* dx = heapF32(heap, info[3]);
   const int64_t n = static_cast<int64_t>(info[4].As<Napi::Number>().DoubleValue());
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; i++) {
     const float s = x[i] > 0.0f ? 1.0f : (std::isnan(x[i]) ? x[i] : 0.0f);
     dx[i] = dy[i] * s;
@@ -47,7 +49,7 @@ Napi::Value Concat(const Napi::CallbackInfo& info) {
     src[i] = reinterpret_cast<const float*>(static_cast<uint8_t*>(heap.Data()) + static_cast<size_t>(offs[i]));
     row += inners[i];
   }
-#pragma omp parallel for schedule(static) if (outer * row > (1 << 16))
+#pragma omp parallel for schedule(static) if (outer * row >= kParallelMin)
   for (int64_t r = 0; r < outer; r++) {
     float* o = out + r * row;
     for (size_t i = 0; i < k; i++) {
@@ -73,7 +75,7 @@ Napi::Value Split(const Napi::CallbackInfo& info) {
     dst[i] = reinterpret_cast<float*>(static_cast<uint8_t*>(heap.Data()) + static_cast<size_t>(offs[i]));
     row += inners[i];
   }
-#pragma omp parallel for schedule(static) if (outer * row > (1 << 16))
+#pragma omp parallel for schedule(static) if (outer * row >= kParallelMin)
   for (int64_t r = 0; r < outer; r++) {
     const float* s = x + r * row;
     for (size_t i = 0; i < k; i++) {
@@ -99,22 +101,33 @@ Napi::Value ReduceMiddle(const Napi::CallbackInfo& info) {
   const int64_t reduced = static_cast<int64_t>(info[4].As<Napi::Number>().DoubleValue());
   const int64_t inner = static_cast<int64_t>(info[5].As<Napi::Number>().DoubleValue());
   const double scale = info[6].As<Napi::Number>().DoubleValue();
-  const bool big = outer * reduced * inner > (1 << 16);
-  for (int64_t a = 0; a < outer; a++) {
-    const float* xa = x + a * reduced * inner;
+  const bool big = outer * reduced * inner >= kParallelMin;
+  auto rows = [&](const float* xa, int64_t r0, int64_t r1, double* acc) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* row = xa + r * inner;
+      for (int64_t i = 0; i < inner; i++) acc[i] += row[i];
+    }
+  };
+  if (outer > 1) {
+    // one output row per iteration
+#pragma omp parallel for schedule(static) if (big)
+    for (int64_t a = 0; a < outer; a++) {
+      std::vector<double> acc(inner, 0.0);
+      rows(x + a * reduced * inner, 0, reduced, acc.data());
+      for (int64_t i = 0; i < inner; i++) out[a * inner + i] = static_cast<float>(acc[i] * scale);
+    }
+  } else {
+    // one output row: the reduced rows split between threads, partial sums added at the end
     std::vector<double> acc(inner, 0.0);
 #pragma omp parallel if (big)
     {
       std::vector<double> part(inner, 0.0);
-#pragma omp for schedule(static)
-      for (int64_t r = 0; r < reduced; r++) {
-        const float* row = xa + r * inner;
-        for (int64_t i = 0; i < inner; i++) part[i] += row[i];
-      }
+      const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+      rows(x, reduced * t / nt, reduced * (t + 1) / nt, part.data());
 #pragma omp critical
       for (int64_t i = 0; i < inner; i++) acc[i] += part[i];
     }
-    for (int64_t i = 0; i < inner; i++) out[a * inner + i] = static_cast<float>(acc[i] * scale);
+    for (int64_t i = 0; i < inner; i++) out[i] = static_cast<float>(acc[i] * scale);
   }
   return info.Env().Undefined();
 }
@@ -133,7 +146,7 @@ Napi::Value BinaryOp(const Napi::CallbackInfo& info) {
   const int64_t nb = static_cast<int64_t>(info[5].As<Napi::Number>().DoubleValue());
   const int32_t op = info[6].As<Napi::Number>().Int32Value();
   const int64_t rows = n / nb;
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (int64_t r = 0; r < rows; r++) {
     const float* ar = a + r * nb;
     float* o = out + r * nb;

@@ -23,8 +23,6 @@ struct Pool {
   explicit Pool(const int32_t* d)
       : n(d[0]), h(d[1]), w(d[2]), c(d[3]), ho(d[4]), wo(d[5]), kh(d[6]), kw(d[7]), sh(d[8]), sw(d[9]), top(d[10]),
         left(d[11]) {}
-  /** Whether windows never overlap (each input belongs to at most one window): images can run in parallel. */
-  bool disjoint() const { return sh >= kh && sw >= kw; }
 };
 
 constexpr size_t kPoolDims = 12;
@@ -40,7 +38,7 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info) {
   float* dx = heapF32(heap, info[3]);
   const int64_t C = p.c;
   // Images are independent: one image per iteration, each thread with its own argmax scratch.
-#pragma omp parallel
+#pragma omp parallel if (p.n * p.h * p.w * C >= kParallelMin)
   {
     std::vector<float> best(C);
     std::vector<int64_t> pos(C);
@@ -87,7 +85,7 @@ Napi::Value AvgPoolGrad(const Napi::CallbackInfo& info) {
   float* dx = heapF32(heap, info[2]);
   const int64_t C = p.c;
   const float scale = 1.0f / static_cast<float>(p.kh * p.kw);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (p.n * p.h * p.w * C >= kParallelMin)
   for (int64_t b = 0; b < p.n; b++) {
     float* dxb = dx + b * p.h * p.w * C;
     std::fill(dxb, dxb + p.h * p.w * C, 0.0f);

@@ -185,6 +185,7 @@ function nativeKernels(addon: NativeAddon, fallback: Fallbacks): Record<string, 
     const out = makeOutput(args.backend, [...outBatch, m, n]);
     if (m * n === 0) return out;
     const be = args.backend;
+    if (process.env.DK_DEBUG_GEMM) process.stderr.write(`gemm ${[batchA, batchB, m, n, k, transposeA ? 1 : 0, transposeB ? 1 : 0]}\n`);
     addon.gemm(
       heapOf(be), offsetOf(be, a), offsetOf(be, b), offsetOf(be, out),
       Int32Array.from([batchA, batchB, m, n, k, transposeA ? 1 : 0, transposeB ? 1 : 0]),

@@ -66,54 +66,48 @@ export const PATCH_CHUNK_FLOATS = 1 << 23;
 // -------------------------------------------------------------------------------------------------------------
 // Read-back helpers
 
-/**
- * Reads several tensors back with ONE download (concatenated flat) and returns them as float64 copies. The
- * tensors are not disposed.
- */
-export function readBack(ts: tf.Tensor[]): Float64Array[] {
+/** Several tensors read back with ONE download: their entries concatenated (float32) and where each starts. */
+export function readBackFlat(ts: tf.Tensor[]): { data: Float32Array; offsets: number[] } {
   const flat = tf.tidy(() => tf.concat(ts.map((t) => tf.reshape(t, [-1]))));
-  const data = flat.dataSync();
+  const data = flat.dataSync() as Float32Array;
   flat.dispose();
-  const out: Float64Array[] = [];
+  const offsets: number[] = [];
   let off = 0;
   for (const t of ts) {
-    out.push(Float64Array.from(data.subarray(off, off + t.size)));
+    offsets.push(off);
     off += t.size;
   }
-  return out;
-}
-
-/** Makes an n×n row-major matrix exactly symmetric in place (the backend's XᵀX need not be). */
-export function symmetrise(a: Float64Array, n: number): Float64Array {
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j < i; j++) {
-      const v = 0.5 * (a[i * n + j] + a[j * n + i]);
-      a[i * n + j] = v;
-      a[j * n + i] = v;
-    }
-  }
-  return a;
+  return { data, offsets };
 }
 
 /**
  * The (K+1)×(K+1) second moment of rows [x, 1] from XᵀX (K×K), the column sums Xᵀ1 and the row count, divided
- * by `count` (the homogeneous coordinate is the LAST index). Without bias: XᵀX / count.
+ * by `count` (the homogeneous coordinate is the LAST index), made exactly symmetric. Without column sums
+ * (`cOff` < 0): XᵀX / count. Reads the Gram (at `gOff`) and the sums (at `cOff`) in place from the float32 data
+ * of one read-back, in one pass, so a factor's statistics cost one float64 matrix and no intermediate copies.
  */
-export function homogeneousMoment(gram: Float64Array, colSum: Float64Array | null, count: number, K: number): Float64Array {
-  if (!colSum) {
-    const out = new Float64Array(K * K);
-    for (let i = 0; i < K * K; i++) out[i] = gram[i] / count;
-    return symmetrise(out, K);
-  }
-  const d = K + 1;
+export function momentFromGram(data: Float32Array, gOff: number, cOff: number, count: number, K: number): Float64Array {
+  const d = cOff >= 0 ? K + 1 : K;
   const out = new Float64Array(d * d);
+  const half = 0.5 / count;
   for (let i = 0; i < K; i++) {
-    for (let j = 0; j < K; j++) out[i * d + j] = gram[i * K + j] / count;
-    out[i * d + K] = colSum[i] / count;
-    out[K * d + i] = colSum[i] / count;
+    const ri = gOff + i * K;
+    out[i * d + i] = data[ri + i]! / count;
+    for (let j = i + 1; j < K; j++) {
+      const v = (data[ri + j]! + data[gOff + j * K + i]!) * half;
+      out[i * d + j] = v;
+      out[j * d + i] = v;
+    }
   }
-  out[K * d + K] = 1;
-  return symmetrise(out, d);
+  if (cOff >= 0) {
+    for (let i = 0; i < K; i++) {
+      const m = data[cOff + i]! / count;
+      out[i * d + K] = m;
+      out[K * d + i] = m;
+    }
+    out[K * d + K] = 1;
+  }
+  return out;
 }
 
 /** XᵀX of a [rows, K] matrix. */
@@ -136,13 +130,13 @@ export function denseFactors(a: tf.Tensor, ds: tf.Tensor, bias: boolean): Kronec
     if (bias) out.push(tf.sum(a2, 0));
     return out;
   });
-  const [aa, gg, colSum] = readBack(parts);
+  const { data, offsets } = readBackFlat(parts);
   tf.dispose(parts);
   return {
     kind: 'kronecker',
-    A: homogeneousMoment(aa, bias ? colSum : null, M, K),
+    A: momentFromGram(data, offsets[0]!, bias ? offsets[2]! : -1, M, K),
     dA: bias ? K + 1 : K,
-    G: homogeneousMoment(gg, null, M, O),
+    G: momentFromGram(data, offsets[1]!, -1, M, O),
     dG: O,
     scale: 1,
   };
@@ -274,13 +268,13 @@ export function convKfcFactors(x: tf.Tensor4D, ds: tf.Tensor4D, g: ConvGeometry,
   }
   const gg = tf.tidy(() => gram(tf.mul(tf.reshape(ds, [M * T, O]), M) as tf.Tensor2D));
   const parts = [aa!, colSum!, gg];
-  const [aaD, sumD, ggD] = readBack(parts);
+  const { data, offsets } = readBackFlat(parts);
   tf.dispose(parts);
   return {
     kind: 'kronecker',
-    A: homogeneousMoment(aaD, bias ? sumD : null, M * T, K),
+    A: momentFromGram(data, offsets[0]!, bias ? offsets[1]! : -1, M * T, K),
     dA: bias ? K + 1 : K,
-    G: homogeneousMoment(ggD, null, M * T, O),
+    G: momentFromGram(data, offsets[2]!, -1, M * T, O),
     dG: O,
     scale: T,
   };
@@ -303,13 +297,13 @@ export function convCheapFactors(x: tf.Tensor4D, ds: tf.Tensor4D, g: ConvGeometr
     if (bias) out.push(tf.sum(ma, 0));
     return out;
   });
-  const [aa, ss, colSum] = readBack(parts);
+  const { data, offsets } = readBackFlat(parts);
   tf.dispose(parts);
   return {
     kind: 'kronecker',
-    A: homogeneousMoment(aa, bias ? colSum : null, M, K),
+    A: momentFromGram(data, offsets[0]!, bias ? offsets[2]! : -1, M, K),
     dA: bias ? K + 1 : K,
-    G: homogeneousMoment(ss, null, M, O),
+    G: momentFromGram(data, offsets[1]!, -1, M, O),
     dG: O,
     scale: 1,
   };
@@ -332,7 +326,7 @@ export function doublyFactoredFactors(a: tf.Tensor, ds: tf.Tensor, inputShape: r
   const O = ds.size / M;
   if (a.size !== M * T * C) throw new Error(`doubly-factored input has ${a.size / M} units per example, expected ${T * C}`);
   const dd = tf.tidy(() => gram(tf.mul(tf.reshape(ds, [M, O]), M) as tf.Tensor2D));
-  const [ddD] = readBack([dd]);
+  const ddRead = readBackFlat([dd]);
   dd.dispose();
   const acts = a.dataSync() as Float32Array; // float32 activations, read once (the SVDs accumulate in float64)
   const { sigma, u, v } = topSingularPairs(acts, M, T, C);
@@ -350,7 +344,7 @@ export function doublyFactoredFactors(a: tf.Tensor, ds: tf.Tensor, inputShape: r
     dK: T,
     Psi: PP,
     dPsi: C,
-    D: homogeneousMoment(ddD, null, M, O),
+    D: momentFromGram(ddRead.data, 0, -1, M, O),
     dD: O,
   };
 }
@@ -382,7 +376,7 @@ export function scaleShiftFactors(xhat: tf.Tensor, ds: tf.Tensor): ScaleShiftSta
     const db = axes.length ? tf.sum(d, axes) : d;
     return gram(tf.concat([tf.reshape(dg, [M, C]), tf.reshape(db, [M, C])], 1) as tf.Tensor2D);
   });
-  const [f] = readBack([ff]);
+  const { data } = readBackFlat([ff]);
   ff.dispose();
-  return { kind: 'scale-shift', F: homogeneousMoment(f, null, M, 2 * C), d: 2 * C };
+  return { kind: 'scale-shift', F: momentFromGram(data, 0, -1, M, 2 * C), d: 2 * C };
 }
