@@ -11,8 +11,10 @@ import {
   maxAbsDiff,
   randomSpd,
   spdInverse,
+  spdInverseTs,
   symEig,
 } from '../src/linalg/index.js';
+import { describeEngines } from './linalg-engines.js';
 
 const U = 2 ** -53; // unit round-off
 
@@ -63,7 +65,7 @@ function maxAsymmetry(x: Float64Array, n: number): number {
   return m;
 }
 
-describe('spdInverse on random SPD matrices A = B·Bᵀ/n + εI', () => {
+describeEngines('spdInverse on random SPD matrices A = B·Bᵀ/n + εI', () => {
   // ε = 0.01 puts the spectrum in about [0.01, 4.01]: cond₂ ≈ 400. The backward-stable bound for the residual of
   // a Cholesky-based inverse is ‖A·X − I‖ ≲ c·n·u·cond₂(A) = 1024·1.1e-16·400 ≈ 4.5e-11 at the largest n, so 1e-10
   // is attainable by any correct implementation and still a million times below what a wrong one produces.
@@ -88,12 +90,12 @@ describe('spdInverse on random SPD matrices A = B·Bᵀ/n + εI', () => {
     });
   }
 
-  it('block sizes that do not divide n give the same inverse to round-off', () => {
+  it('TypeScript block sizes that do not divide n give the same inverse to round-off', () => {
     const n = 150;
     const a = randomSpd(n, eps, 7);
     const ref = spdInverse(a, n);
     for (const blockSize of [4, 5, 17, 64, 200]) {
-      expect(maxAbsDiff(spdInverse(a, n, { blockSize }), ref)).toBeLessThan(1e-11);
+      expect(maxAbsDiff(spdInverseTs(a, n, { blockSize }), ref)).toBeLessThan(1e-11);
     }
   });
 
@@ -136,7 +138,7 @@ describe('spdInverse on random SPD matrices A = B·Bᵀ/n + εI', () => {
   });
 });
 
-describe('spdInverse / cholesky refuse what they cannot invert', () => {
+describeEngines('spdInverse / cholesky refuse what they cannot invert', () => {
   it('indefinite matrix: not-positive-definite with the pivot index and value', () => {
     // [[4, 2, 0], [2, 1, 3], [0, 3, 5]]: pivot 0 = 4, pivot 1 = 1 − 2²/4 = 0 → refused at index 1.
     const a = new Float64Array([4, 2, 0, 2, 1, 3, 0, 3, 5]);
