@@ -4,7 +4,6 @@ import {
   cholesky,
   choleskySolve,
   identity,
-  LinalgError,
   matmul,
   matmulTransB,
   matvec,
@@ -12,58 +11,10 @@ import {
   randomSpd,
   spdInverse,
   spdInverseTs,
-  symEig,
 } from '../src/linalg/index.js';
-import { describeEngines } from './linalg-engines.js';
+import { cond2, describeEngines, linalgError, maxAsymmetry } from './linalg-helpers.js';
 
 const U = 2 ** -53; // unit round-off
-
-/** Runs f and returns the LinalgError it throws (fails the test if it throws nothing or something else). */
-function linalgError(f: () => unknown): LinalgError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(LinalgError);
-    return e as LinalgError;
-  }
-  throw new Error('expected a LinalgError');
-}
-
-/** Largest eigenvalue of a symmetric PSD matrix by power iteration (a lower bound, tight after enough steps). */
-function lambdaMax(a: Float64Array, n: number, steps = 150): number {
-  let x = new Float64Array(n).fill(1 / Math.sqrt(n));
-  let lambda = 0;
-  for (let s = 0; s < steps; s++) {
-    const y = matvec(a, x, n, n);
-    lambda = 0;
-    let nn = 0;
-    for (let i = 0; i < n; i++) {
-      lambda += y[i] * x[i];
-      nn += y[i] * y[i];
-    }
-    const inv = 1 / Math.sqrt(nn);
-    x = y.map((v) => v * inv);
-  }
-  return lambda;
-}
-
-/**
- * 2-norm condition number of an SPD matrix: exact (symEig) for n ≤ 300, else estimated by power iterations on A
- * and A⁻¹ (Rayleigh quotients: slight under-estimates).
- */
-function cond2(a: Float64Array, inv: Float64Array, n: number): number {
-  if (n <= 300) {
-    const { values } = symEig(a, n);
-    return values[n - 1] / values[0];
-  }
-  return lambdaMax(a, n) * lambdaMax(inv, n);
-}
-
-function maxAsymmetry(x: Float64Array, n: number): number {
-  let m = 0;
-  for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) m = Math.max(m, Math.abs(x[i * n + j] - x[j * n + i]));
-  return m;
-}
 
 describeEngines('spdInverse on random SPD matrices A = B·Bᵀ/n + εI', () => {
   // ε = 0.01 puts the spectrum in about [0.01, 4.01]: cond₂ ≈ 400. The backward-stable bound for the residual of

@@ -1,6 +1,6 @@
 import { expect, it } from 'vitest';
 import { LinalgError, matmul, maxAbsDiff, randomSymmetric, symEig, transpose, identity } from '../src/linalg/index.js';
-import { describeEngines } from './linalg-engines.js';
+import { describeEngines } from './linalg-helpers.js';
 
 /** max |A·V − V·diag(λ)| and max |VᵀV − I|, both relative to max(1, ‖A‖max). */
 function check(a: Float64Array, n: number): { resid: number; orth: number; values: Float64Array } {
