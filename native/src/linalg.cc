@@ -18,7 +18,10 @@
 // pool is involved). `linalgThreads(k)` with k > 1 lets one call use k OpenBLAS threads; such calls are serialised
 // by a process-wide lock (the addon is loaded once per process; only its thread_local state is per thread), because
 // the threaded paths of 0.3.x had races between concurrent callers (OpenBLAS issues #1844, #2126, #5153). Changing
-// the count takes the lock exclusively, so it never changes under a running call.
+// the count takes the lock exclusively, so it never changes under a running call. An OpenMP build of OpenBLAS
+// (libopenblas0-openmp, not what libopenblas-dev installs by default) would apply openblas_set_num_threads to the
+// OpenMP runtime that oneDNN shares, so there the count is left alone (LAPACK follows the calling thread's OpenMP
+// setting) and every call is serialised.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -36,7 +39,7 @@ void dpotri_(const char* uplo, const int* n, double* a, const int* lda, int* inf
 void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w, double* work,
              const int* lwork, int* iwork, const int* liwork, int* info);
 void openblas_set_num_threads(int n);
-int openblas_get_num_threads(void);
+int openblas_get_parallel(void);
 }
 
 namespace dk {
@@ -46,15 +49,21 @@ std::shared_mutex gLapackLock;
 std::atomic<int> gThreads{1};
 std::once_flag gInit;
 
-/** Holds the lock a LAPACK call needs: shared with one OpenBLAS thread, exclusive with more. */
+/** Whether OpenBLAS was built with OpenMP (openblas_get_parallel: 0 sequential, 1 pthreads, 2 OpenMP). */
+bool openblasUsesOpenMP() {
+  static const bool omp = openblas_get_parallel() == 2;
+  return omp;
+}
+
+/** Holds the lock a LAPACK call needs: shared with one OpenBLAS thread, exclusive with more (or with OpenMP). */
 class LapackGuard {
  public:
   LapackGuard() {
     std::call_once(gInit, [] {
       std::unique_lock<std::shared_mutex> w(gLapackLock);
-      openblas_set_num_threads(gThreads.load());
+      if (!openblasUsesOpenMP()) openblas_set_num_threads(gThreads.load());
     });
-    if (gThreads.load() > 1) {
+    if (gThreads.load() > 1 || openblasUsesOpenMP()) {
       excl_ = std::unique_lock<std::shared_mutex>(gLapackLock);
     } else {
       shared_ = std::shared_lock<std::shared_mutex>(gLapackLock);
@@ -92,8 +101,9 @@ int64_t orderArg(const Napi::CallbackInfo& info, size_t i, const char* fn) {
   return static_cast<int64_t>(n);
 }
 
-/** w[j][i] = w[i][j] for j < i (row-major): the strict lower triangle onto the upper one, in cache-sized tiles. */
-void mirrorLowerToUpper(double* w, int64_t n) {
+/** f(i, j) for every strict-lower-triangle position j < i of an n×n matrix, in cache-sized tiles. */
+template <typename F>
+void forStrictLowerTiled(int64_t n, F&& f) {
   constexpr int64_t t = 32;
   for (int64_t i0 = 0; i0 < n; i0 += t) {
     const int64_t i1 = std::min(n, i0 + t);
@@ -101,25 +111,20 @@ void mirrorLowerToUpper(double* w, int64_t n) {
       const int64_t j1 = std::min(n, j0 + t);
       for (int64_t i = i0; i < i1; i++) {
         const int64_t jEnd = std::min(j1, i);
-        for (int64_t j = j0; j < jEnd; j++) w[j * n + i] = w[i * n + j];
+        for (int64_t j = j0; j < jEnd; j++) f(i, j);
       }
     }
   }
 }
 
-/** In-place transpose of a square row-major matrix, in tiles. */
+/** w[j][i] = w[i][j] for j < i (row-major): the strict lower triangle onto the upper one. */
+void mirrorLowerToUpper(double* w, int64_t n) {
+  forStrictLowerTiled(n, [w, n](int64_t i, int64_t j) { w[j * n + i] = w[i * n + j]; });
+}
+
+/** In-place transpose of a square row-major matrix. */
 void transposeSquare(double* w, int64_t n) {
-  constexpr int64_t t = 32;
-  for (int64_t i0 = 0; i0 < n; i0 += t) {
-    const int64_t i1 = std::min(n, i0 + t);
-    for (int64_t j0 = 0; j0 <= i0; j0 += t) {
-      const int64_t j1 = std::min(n, j0 + t);
-      for (int64_t i = i0; i < i1; i++) {
-        const int64_t jEnd = std::min(j1, i);
-        for (int64_t j = j0; j < jEnd; j++) std::swap(w[i * n + j], w[j * n + i]);
-      }
-    }
-  }
+  forStrictLowerTiled(n, [w, n](int64_t i, int64_t j) { std::swap(w[i * n + j], w[j * n + i]); });
 }
 
 Napi::Value pivotFailure(Napi::Env env, int64_t j, double d) {
@@ -209,7 +214,7 @@ Napi::Value LinalgThreads(const Napi::CallbackInfo& info) {
     std::call_once(gInit, [] {});
     std::unique_lock<std::shared_mutex> w(gLapackLock);
     gThreads.store(k);
-    openblas_set_num_threads(k);
+    if (!openblasUsesOpenMP()) openblas_set_num_threads(k);
   }
   return Napi::Number::New(info.Env(), gThreads.load());
 }
