@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "dkfac_native",
-      "sources": ["src/addon.cc", "src/conv.cc", "src/gemm.cc", "src/pool.cc", "src/bn.cc", "src/eltwise.cc"],
+      "sources": ["src/addon.cc", "src/conv.cc", "src/gemm.cc", "src/pool.cc", "src/bn.cc", "src/eltwise.cc", "src/linalg.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],

@@ -4,66 +4,19 @@ import {
   cholesky,
   choleskySolve,
   identity,
-  LinalgError,
   matmul,
   matmulTransB,
   matvec,
   maxAbsDiff,
   randomSpd,
   spdInverse,
-  symEig,
+  spdInverseTs,
 } from '../src/linalg/index.js';
+import { cond2, describeEngines, linalgError, maxAsymmetry } from './linalg-helpers.js';
 
 const U = 2 ** -53; // unit round-off
 
-/** Runs f and returns the LinalgError it throws (fails the test if it throws nothing or something else). */
-function linalgError(f: () => unknown): LinalgError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(LinalgError);
-    return e as LinalgError;
-  }
-  throw new Error('expected a LinalgError');
-}
-
-/** Largest eigenvalue of a symmetric PSD matrix by power iteration (a lower bound, tight after enough steps). */
-function lambdaMax(a: Float64Array, n: number, steps = 150): number {
-  let x = new Float64Array(n).fill(1 / Math.sqrt(n));
-  let lambda = 0;
-  for (let s = 0; s < steps; s++) {
-    const y = matvec(a, x, n, n);
-    lambda = 0;
-    let nn = 0;
-    for (let i = 0; i < n; i++) {
-      lambda += y[i] * x[i];
-      nn += y[i] * y[i];
-    }
-    const inv = 1 / Math.sqrt(nn);
-    x = y.map((v) => v * inv);
-  }
-  return lambda;
-}
-
-/**
- * 2-norm condition number of an SPD matrix: exact (symEig) for n ≤ 300, else estimated by power iterations on A
- * and A⁻¹ (Rayleigh quotients: slight under-estimates).
- */
-function cond2(a: Float64Array, inv: Float64Array, n: number): number {
-  if (n <= 300) {
-    const { values } = symEig(a, n);
-    return values[n - 1] / values[0];
-  }
-  return lambdaMax(a, n) * lambdaMax(inv, n);
-}
-
-function maxAsymmetry(x: Float64Array, n: number): number {
-  let m = 0;
-  for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) m = Math.max(m, Math.abs(x[i * n + j] - x[j * n + i]));
-  return m;
-}
-
-describe('spdInverse on random SPD matrices A = B·Bᵀ/n + εI', () => {
+describeEngines('spdInverse on random SPD matrices A = B·Bᵀ/n + εI', () => {
   // ε = 0.01 puts the spectrum in about [0.01, 4.01]: cond₂ ≈ 400. The backward-stable bound for the residual of
   // a Cholesky-based inverse is ‖A·X − I‖ ≲ c·n·u·cond₂(A) = 1024·1.1e-16·400 ≈ 4.5e-11 at the largest n, so 1e-10
   // is attainable by any correct implementation and still a million times below what a wrong one produces.
@@ -88,12 +41,12 @@ describe('spdInverse on random SPD matrices A = B·Bᵀ/n + εI', () => {
     });
   }
 
-  it('block sizes that do not divide n give the same inverse to round-off', () => {
+  it('TypeScript block sizes that do not divide n give the same inverse to round-off', () => {
     const n = 150;
     const a = randomSpd(n, eps, 7);
     const ref = spdInverse(a, n);
     for (const blockSize of [4, 5, 17, 64, 200]) {
-      expect(maxAbsDiff(spdInverse(a, n, { blockSize }), ref)).toBeLessThan(1e-11);
+      expect(maxAbsDiff(spdInverseTs(a, n, { blockSize }), ref)).toBeLessThan(1e-11);
     }
   });
 
@@ -136,7 +89,7 @@ describe('spdInverse on random SPD matrices A = B·Bᵀ/n + εI', () => {
   });
 });
 
-describe('spdInverse / cholesky refuse what they cannot invert', () => {
+describeEngines('spdInverse / cholesky refuse what they cannot invert', () => {
   it('indefinite matrix: not-positive-definite with the pivot index and value', () => {
     // [[4, 2, 0], [2, 1, 3], [0, 3, 5]]: pivot 0 = 4, pivot 1 = 1 − 2²/4 = 0 → refused at index 1.
     const a = new Float64Array([4, 2, 0, 2, 1, 3, 0, 3, 5]);

@@ -1,5 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { LinalgError, matmul, maxAbsDiff, randomSymmetric, symEig, transpose, identity } from '../src/linalg/index.js';
+import { describeEngines } from './linalg-helpers.js';
 
 /** max |A·V − V·diag(λ)| and max |VᵀV − I|, both relative to max(1, ‖A‖max). */
 function check(a: Float64Array, n: number): { resid: number; orth: number; values: Float64Array } {
@@ -19,7 +20,7 @@ function expectAscending(values: Float64Array): void {
   for (let i = 1; i < values.length; i++) expect(values[i]).toBeGreaterThanOrEqual(values[i - 1]);
 }
 
-describe('symEig', () => {
+describeEngines('symEig', () => {
   for (const n of [2, 3, 10, 64, 127, 256]) {
     it(`random symmetric n = ${n}: A·V = V·Λ and VᵀV = I to 1e-10, ascending`, () => {
       const a = randomSymmetric(n, 500 + n);

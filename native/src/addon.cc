@@ -144,6 +144,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   DK_EXPORT(exports, "split", Split);
   DK_EXPORT(exports, "reduceMiddle", ReduceMiddle);
   DK_EXPORT(exports, "binary", BinaryOp);
+  DK_EXPORT(exports, "spdInverseF64", SpdInverseF64);
+  DK_EXPORT(exports, "symEigF64", SymEigF64);
+  DK_EXPORT(exports, "linalgThreads", LinalgThreads);
   return exports;
 }
 

@@ -98,4 +98,9 @@ Napi::Value Split(const Napi::CallbackInfo& info);
 Napi::Value ReduceMiddle(const Napi::CallbackInfo& info);
 Napi::Value BinaryOp(const Napi::CallbackInfo& info);
 
+// K-FAC's float64 linear algebra on LAPACK (linalg.cc): plain Float64Arrays, not the wasm heap.
+Napi::Value SpdInverseF64(const Napi::CallbackInfo& info);
+Napi::Value SymEigF64(const Napi::CallbackInfo& info);
+Napi::Value LinalgThreads(const Napi::CallbackInfo& info);
+
 }  // namespace dk

@@ -49,6 +49,13 @@ export interface NativeAddon {
   split(heap: ArrayBuffer, x: number, outputs: Float64Array, inners: Int32Array, outer: number): void;
   reduceMiddle(heap: ArrayBuffer, x: number, out: number, outer: number, reduced: number, inner: number, scale: number): void;
   binary(heap: ArrayBuffer, a: number, b: number, out: number, n: number, nb: number, op: number): void;
+  // K-FAC's float64 linear algebra on LAPACK (native/src/linalg.cc), on plain Float64Arrays; see src/linalg/lapack.ts.
+  /** In place: a becomes the full inverse (null), or the first failing pivot (a then holds garbage). */
+  spdInverseF64(a: Float64Array, n: number, pivotTol: number): null | { pivot: number; value: number };
+  /** values ascending, eigenvectors as the columns of row-major `vectors`; returns LAPACK's info (0: converged). */
+  symEigF64(a: Float64Array, n: number, values: Float64Array, vectors: Float64Array): number;
+  /** OpenBLAS threads per LAPACK call (default 1), after setting it to k when given. */
+  linalgThreads(k?: number): number;
 }
 
 /** Where node-gyp puts the addon, relative to the package root. */

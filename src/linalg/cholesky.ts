@@ -12,9 +12,14 @@
  * Storage during phase 2: L in the strict lower triangle, U in the upper triangle with its diagonal, L's diagonal
  * in a separate vector; rows of L that are no longer needed are zeroed so that phases 2 and 3 can run full
  * rectangles over them.
+ *
+ * `spdInverse` itself runs on LAPACK where the native addon is built (src/linalg/lapack.ts); the blocked TypeScript
+ * above is its fallback and the tests' reference (`spdInverseTs`).
  */
 import { checkFinite, checkLength, LinalgError } from './errors.js';
+import type { NativeAddon } from '../backend/native.js';
 import { gemmNT } from './kernel.js';
+import { activeLapack, requireLapack } from './lapack.js';
 
 /** Options of `cholesky` and `spdInverse`. */
 export interface CholeskyOptions {
@@ -86,6 +91,16 @@ function solvePanelRows(
 }
 
 /**
+ * The error of a failed pivot test (dⱼ ≤ 0, or dⱼ ≤ pivotTol·A[j][j]), worded the same for both engines.
+ * `ajj` is the original diagonal entry A[j][j].
+ */
+function notPositiveDefinite(j: number, d: number, pivotTol: number, ajj: number): LinalgError {
+  const limit = (pivotTol * ajj).toExponential(3);
+  const why = d > 0 ? ` (≤ ${pivotTol.toExponential(2)}·A[j][j] = ${limit}: singular to working precision)` : '';
+  return new LinalgError('not-positive-definite', `matrix is not positive definite: Cholesky pivot ${j} is ${d}${why}`, j, d);
+}
+
+/**
  * Phase 1: overwrites the lower triangle (with diagonal) of w by L, A = L·Lᵀ. The strict upper triangle is used
  * as scratch (left holding garbage). Writes 1/L[j][j] into invd. Throws 'not-positive-definite'.
  */
@@ -104,16 +119,7 @@ function factorLowerInPlace(w: Float64Array, n: number, nb: number, pivotTol: nu
       const pj = j * n;
       let d = w[pj + j];
       for (let k = j0; k < j; k++) d -= w[pj + k] * w[pj + k];
-      if (!(d > 0 && d > pivotTol * orig[j])) {
-        const limit = (pivotTol * orig[j]).toExponential(3);
-        const why = d > 0 ? ` (≤ ${pivotTol.toExponential(2)}·A[j][j] = ${limit}: singular to working precision)` : '';
-        throw new LinalgError(
-          'not-positive-definite',
-          `matrix is not positive definite: Cholesky pivot ${j} is ${d}${why}`,
-          j,
-          d,
-        );
-      }
+      if (!(d > 0 && d > pivotTol * orig[j])) throw notPositiveDefinite(j, d, pivotTol, orig[j]);
       const ljj = Math.sqrt(d);
       w[pj + j] = ljj;
       invd[j] = 1 / ljj;
@@ -277,14 +283,39 @@ export function choleskySolve(l: Float64Array, n: number, b: Float64Array, nrhs 
  * Reads only the lower triangle of `a`; does not modify `a` unless `opts.inPlace` (then the result is `a`).
  * Throws LinalgError 'non-finite' (first bad input index, or the first overflowed output entry),
  * 'not-positive-definite' (pivot row and value), 'dimension-mismatch'. n³ flops.
+ *
+ * Runs on LAPACK (dpotrf + dpotri through the native addon) when it is available, else in TypeScript
+ * (`linalgEngine()`, src/linalg/lapack.ts); both apply the same relative pivot test and raise the same errors.
  */
 export function spdInverse(a: Float64Array, n: number, opts: CholeskyOptions = {}): Float64Array {
+  return invert(activeLapack(), a, n, opts);
+}
+
+/** `spdInverse` in TypeScript, whatever the engine choice (the reference of the tests and the fallback). */
+export function spdInverseTs(a: Float64Array, n: number, opts: CholeskyOptions = {}): Float64Array {
+  return invert(undefined, a, n, opts);
+}
+
+/** `spdInverse` on LAPACK (float64 dpotrf + dpotri); throws when the native addon is not available. */
+export function spdInverseLapack(a: Float64Array, n: number, opts: CholeskyOptions = {}): Float64Array {
+  return invert(requireLapack('spdInverseLapack'), a, n, opts);
+}
+
+function invert(lib: NativeAddon | undefined, a: Float64Array, n: number, opts: CholeskyOptions): Float64Array {
   const { w, nb, tol } = resolve(a, n, opts, 'spdInverse');
   if (n === 0) return w;
-  const invd = new Float64Array(n);
-  factorLowerInPlace(w, n, nb, tol, invd);
-  invertToUpperInPlace(w, n, nb, invd);
-  gramUpperInPlace(w, n, nb, new Float64Array(nb * nb));
+  if (lib) {
+    // The pivot test needs the original diagonal, which the factorisation overwrites.
+    const diag = new Float64Array(n);
+    for (let j = 0; j < n; j++) diag[j] = w[j * n + j];
+    const failed = lib.spdInverseF64(w, n, tol);
+    if (failed) throw notPositiveDefinite(failed.pivot, failed.value, tol, diag[failed.pivot]);
+  } else {
+    const invd = new Float64Array(n);
+    factorLowerInPlace(w, n, nb, tol, invd);
+    invertToUpperInPlace(w, n, nb, invd);
+    gramUpperInPlace(w, n, nb, new Float64Array(nb * nb));
+  }
   // Tiny (but accepted) pivots can overflow the inverse: never hand back Infinity/NaN silently.
   checkFinite(w, 'spdInverse result (overflow: matrix too close to singular)', n);
   return w;

@@ -7,8 +7,12 @@
  *     and the back-accumulation of the reflectors all run along rows, two rows per pass;
  *   - tql2 works on V itself: the rotations of each QL sweep are recorded, then applied along each row of V with
  *     the running entry carried in a register (one load and one store per entry and sweep).
+ * `symEig` itself runs on LAPACK's dsyevd where the native addon is built (src/linalg/lapack.ts); this code is its
+ * fallback and the tests' reference (`symEigTs`).
  */
+import type { NativeAddon } from '../backend/native.js';
 import { checkFinite, checkLength, LinalgError } from './errors.js';
+import { activeLapack, requireLapack } from './lapack.js';
 
 /** Eigenvalues in ascending order; `vectors` is row-major n×n with column j the unit eigenvector of `values[j]`. */
 export interface SymEigResult {
@@ -320,13 +324,41 @@ function transposeSquare(z: Float64Array, n: number): Float64Array {
  * Eigendecomposition of a symmetric matrix: A·V = V·diag(values), VᵀV = I, values ascending.
  * Reads only the lower triangle of `a` (never modifies it). Throws LinalgError 'non-finite' (first bad index),
  * 'no-convergence' (practically never), 'dimension-mismatch'. About 9n³ flops.
+ *
+ * Runs on LAPACK (dsyevd, divide and conquer, through the native addon) when it is available, else in TypeScript
+ * (`linalgEngine()`, src/linalg/lapack.ts). The two agree to round-off on the values; each eigenvector is defined
+ * up to its sign (and within a repeated eigenvalue, up to a rotation), which the engines may choose differently.
  */
 export function symEig(a: Float64Array, n: number): SymEigResult {
+  return decompose(activeLapack(), a, n);
+}
+
+/** `symEig` in TypeScript (tred2 + tql2), whatever the engine choice: the tests' reference and the fallback. */
+export function symEigTs(a: Float64Array, n: number): SymEigResult {
+  return decompose(undefined, a, n);
+}
+
+/** `symEig` on LAPACK (float64 dsyevd); throws when the native addon is not available. */
+export function symEigLapack(a: Float64Array, n: number): SymEigResult {
+  return decompose(requireLapack('symEigLapack'), a, n);
+}
+
+function decompose(lib: NativeAddon | undefined, a: Float64Array, n: number): SymEigResult {
   if (!Number.isInteger(n) || n < 0) throw new LinalgError('dimension-mismatch', `symEig: bad order n = ${n}`, -1, n);
   checkLength(a, n * n, 'symEig');
   checkFinite(a, 'symEig', n);
   const values = new Float64Array(n);
   if (n === 0) return { values, vectors: new Float64Array(0) };
+  if (lib) {
+    const vectors = new Float64Array(n * n);
+    const info = lib.symEigF64(a, n, values, vectors);
+    if (info !== 0) {
+      // dsyevd's info = i > 0: it failed on the submatrix in rows and columns i/(n+1) .. i mod (n+1).
+      const at = Math.floor(info / (n + 1));
+      throw new LinalgError('no-convergence', `symEig: LAPACK dsyevd did not converge (info ${info}, rows ${at}..${info % (n + 1)})`, at);
+    }
+    return { values, vectors };
+  }
   // z[j][k] = A[k][j]: textbook V = A stored transposed (only V's lower triangle, i.e. A's lower triangle, is used).
   const z = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {

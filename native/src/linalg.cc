@@ -1,0 +1,222 @@
+// K-FAC's dense float64 linear algebra on LAPACK (OpenBLAS 0.3.21, which carries LAPACK): the damped SPD inverse
+// (dpotrf + dpotri) and the symmetric eigendecomposition (dsyevd), on plain Float64Arrays that JavaScript passes
+// (not the wasm heap: src/linalg works on Float64Arrays, also inside the inverse worker threads). The TypeScript
+// routines in src/linalg stay the reference and the fallback; these keep their conventions exactly:
+//   - matrices are row-major n×n and only the LOWER triangle is read. Row-major memory read as column-major is the
+//     transpose, so LAPACK's 'U' on the same buffer is our lower triangle: no copy, no transpose on the way in;
+//   - spdInverse applies the TS relative pivot test (pivot dⱼ = U[j][j]² must exceed pivotTol·A[j][j]; dpotrf by
+//     itself only rejects dⱼ ≤ 0) and reports the first failing pivot and its value, so that JavaScript raises the
+//     same LinalgError('not-positive-definite', index, value). On failure the buffer holds garbage (as the TS
+//     in-place path). Validation of lengths and NaN/Infinity stays in JavaScript (same errors, same messages);
+//   - symEig returns ascending eigenvalues and the eigenvectors as the COLUMNS of a row-major matrix.
+//
+// Threads. Every call runs on the calling thread (the main thread or an inverse worker). OpenBLAS is set to one
+// thread for these calls by default: this machine has one physical core (two threads measured no faster, and slower
+// while another job runs), the CPU-time clock of the distributed runtime (process.cpuUsage) then charges exactly the
+// work, and several worker threads may call LAPACK at the same time, which is the set-up OpenBLAS's FAQ prescribes
+// for multi-threaded programs (its pthread build, Debian's, compiles its buffer locks in; with one thread no thread
+// pool is involved). `linalgThreads(k)` with k > 1 lets one call use k OpenBLAS threads; such calls are serialised
+// by a process-wide lock (the addon is loaded once per process; only its thread_local state is per thread), because
+// the threaded paths of 0.3.x had races between concurrent callers (OpenBLAS issues #1844, #2126, #5153). Changing
+// the count takes the lock exclusively, so it never changes under a running call. An OpenMP build of OpenBLAS
+// (libopenblas0-openmp, not what libopenblas-dev installs by default) would apply openblas_set_num_threads to the
+// OpenMP runtime that oneDNN shares, so there the count is left alone (LAPACK follows the calling thread's OpenMP
+// setting) and every call is serialised.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "common.h"
+
+extern "C" {
+void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
+void dpotri_(const char* uplo, const int* n, double* a, const int* lda, int* info);
+void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w, double* work,
+             const int* lwork, int* iwork, const int* liwork, int* info);
+void openblas_set_num_threads(int n);
+int openblas_get_parallel(void);
+}
+
+namespace dk {
+namespace {
+
+std::shared_mutex gLapackLock;
+std::atomic<int> gThreads{1};
+std::once_flag gInit;
+
+/** Whether OpenBLAS was built with OpenMP (openblas_get_parallel: 0 sequential, 1 pthreads, 2 OpenMP). */
+bool openblasUsesOpenMP() {
+  static const bool omp = openblas_get_parallel() == 2;
+  return omp;
+}
+
+/** Holds the lock a LAPACK call needs: shared with one OpenBLAS thread, exclusive with more (or with OpenMP). */
+class LapackGuard {
+ public:
+  LapackGuard() {
+    std::call_once(gInit, [] {
+      std::unique_lock<std::shared_mutex> w(gLapackLock);
+      if (!openblasUsesOpenMP()) openblas_set_num_threads(gThreads.load());
+    });
+    if (gThreads.load() > 1 || openblasUsesOpenMP()) {
+      excl_ = std::unique_lock<std::shared_mutex>(gLapackLock);
+    } else {
+      shared_ = std::shared_lock<std::shared_mutex>(gLapackLock);
+    }
+  }
+
+ private:
+  std::unique_lock<std::shared_mutex> excl_;
+  std::shared_lock<std::shared_mutex> shared_;
+};
+
+/** LAPACK's int is 32-bit (LP64 OpenBLAS): dsyevd's workspace 1 + 6n + 2n² must fit. */
+constexpr int64_t kMaxOrder = 32000;
+
+/** The Float64Array argument i, checked to hold exactly `len` entries. */
+double* f64Arg(const Napi::CallbackInfo& info, size_t i, size_t len, const char* fn, const char* what) {
+  const Napi::Value v = info[i];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    throw Napi::TypeError::New(info.Env(), std::string(fn) + ": " + what + " must be a Float64Array");
+  }
+  auto a = v.As<Napi::Float64Array>();
+  if (a.ElementLength() != len) {
+    throw Napi::RangeError::New(info.Env(), std::string(fn) + ": " + what + " has " + std::to_string(a.ElementLength()) +
+                                                " entries, expected " + std::to_string(len));
+  }
+  return a.Data();
+}
+
+int64_t orderArg(const Napi::CallbackInfo& info, size_t i, const char* fn) {
+  const double n = info[i].As<Napi::Number>().DoubleValue();
+  if (!(n >= 0 && n <= kMaxOrder && n == std::floor(n))) {
+    throw Napi::RangeError::New(info.Env(), std::string(fn) + ": order n = " + std::to_string(n) + " is not an integer in [0, " +
+                                                std::to_string(kMaxOrder) + "]");
+  }
+  return static_cast<int64_t>(n);
+}
+
+/** f(i, j) for every strict-lower-triangle position j < i of an n×n matrix, in cache-sized tiles. */
+template <typename F>
+void forStrictLowerTiled(int64_t n, F&& f) {
+  constexpr int64_t t = 32;
+  for (int64_t i0 = 0; i0 < n; i0 += t) {
+    const int64_t i1 = std::min(n, i0 + t);
+    for (int64_t j0 = 0; j0 <= i0; j0 += t) {
+      const int64_t j1 = std::min(n, j0 + t);
+      for (int64_t i = i0; i < i1; i++) {
+        const int64_t jEnd = std::min(j1, i);
+        for (int64_t j = j0; j < jEnd; j++) f(i, j);
+      }
+    }
+  }
+}
+
+/** w[j][i] = w[i][j] for j < i (row-major): the strict lower triangle onto the upper one. */
+void mirrorLowerToUpper(double* w, int64_t n) {
+  forStrictLowerTiled(n, [w, n](int64_t i, int64_t j) { w[j * n + i] = w[i * n + j]; });
+}
+
+/** In-place transpose of a square row-major matrix. */
+void transposeSquare(double* w, int64_t n) {
+  forStrictLowerTiled(n, [w, n](int64_t i, int64_t j) { std::swap(w[i * n + j], w[j * n + i]); });
+}
+
+Napi::Value pivotFailure(Napi::Env env, int64_t j, double d) {
+  auto o = Napi::Object::New(env);
+  o.Set("pivot", static_cast<double>(j));
+  o.Set("value", d);
+  return o;
+}
+
+}  // namespace
+
+// spdInverseF64(a: Float64Array (n·n, row-major, lower triangle read), n, pivotTol)
+//   → null, with a overwritten by the full symmetric inverse, or { pivot, value } for the first pivot that fails
+//     the test dⱼ > 0 and dⱼ > pivotTol·A[j][j] (a then holds garbage).
+Napi::Value SpdInverseF64(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  const int64_t n = orderArg(info, 1, "spdInverseF64");
+  double* w = f64Arg(info, 0, static_cast<size_t>(n * n), "spdInverseF64", "a");
+  const double tol = info[2].As<Napi::Number>().DoubleValue();
+  if (n == 0) return env.Null();
+  std::vector<double> orig(n);
+  for (int64_t j = 0; j < n; j++) orig[j] = w[j * n + j];
+  const int ni = static_cast<int>(n);
+  int infoF = 0;
+  {
+    LapackGuard g;
+    dpotrf_("U", &ni, w, &ni, &infoF);
+  }
+  if (infoF < 0) throw Napi::Error::New(env, "spdInverseF64: dpotrf rejected argument " + std::to_string(-infoF));
+  // Pivots dⱼ = U[j][j]² up to the one dpotrf stopped at (info = k: pivot k−1 was ≤ 0, or NaN that its `ajj <= 0`
+  // test let through; OpenBLAS leaves that pivot unrooted on the diagonal).
+  const int64_t done = infoF > 0 ? infoF - 1 : n;
+  for (int64_t j = 0; j < n; j++) {
+    const double u = w[j * n + j];
+    const double d = j < done ? u * u : u;
+    if (!(d > 0 && d > tol * orig[j])) return pivotFailure(env, j, d);
+    if (j >= done) break;
+  }
+  if (infoF > 0) return pivotFailure(env, done, w[done * n + done]);  // (not reached: that pivot is ≤ 0)
+  int infoI = 0;
+  {
+    LapackGuard g;
+    dpotri_("U", &ni, w, &ni, &infoI);
+  }
+  if (infoI < 0) throw Napi::Error::New(env, "spdInverseF64: dpotri rejected argument " + std::to_string(-infoI));
+  if (infoI > 0) return pivotFailure(env, infoI - 1, 0.0);  // a zero diagonal of U: excluded by the test above
+  mirrorLowerToUpper(w, n);
+  return env.Null();
+}
+
+// symEigF64(a: Float64Array (n·n, lower triangle read, not modified), n, values: Float64Array(n),
+//           vectors: Float64Array(n·n)) → LAPACK's info (0: done; > 0: dsyevd did not converge)
+// values ascending; column j of the row-major `vectors` is the unit eigenvector of values[j].
+Napi::Value SymEigF64(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  const int64_t n = orderArg(info, 1, "symEigF64");
+  const double* a = f64Arg(info, 0, static_cast<size_t>(n * n), "symEigF64", "a");
+  double* values = f64Arg(info, 2, static_cast<size_t>(n), "symEigF64", "values");
+  double* z = f64Arg(info, 3, static_cast<size_t>(n * n), "symEigF64", "vectors");
+  if (n == 0) return Napi::Number::New(env, 0);
+  if (z != a) std::copy(a, a + n * n, z);
+  const int ni = static_cast<int>(n);
+  int infoE = 0;
+  {
+    LapackGuard g;
+    // Workspace query, then the decomposition in z (read as column-major: our lower triangle is its 'U').
+    double wq = 0;
+    int iq = 0, lwork = -1, liwork = -1;
+    dsyevd_("V", "U", &ni, z, &ni, values, &wq, &lwork, &iq, &liwork, &infoE);
+    if (infoE != 0) throw Napi::Error::New(env, "symEigF64: dsyevd workspace query failed with info " + std::to_string(infoE));
+    lwork = static_cast<int>(wq);
+    liwork = iq;
+    std::vector<double> work(static_cast<size_t>(std::max(lwork, 1)));
+    std::vector<int> iwork(static_cast<size_t>(std::max(liwork, 1)));
+    dsyevd_("V", "U", &ni, z, &ni, values, work.data(), &lwork, iwork.data(), &liwork, &infoE);
+  }
+  if (infoE < 0) throw Napi::Error::New(env, "symEigF64: dsyevd rejected argument " + std::to_string(-infoE));
+  // Column-major Z (column j = vector j) is row-major Zᵀ: transpose so that columns are the vectors.
+  if (infoE == 0) transposeSquare(z, n);
+  return Napi::Number::New(env, infoE);
+}
+
+// linalgThreads(k?: number) → the OpenBLAS thread count of these calls (after setting it to k when given).
+Napi::Value LinalgThreads(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && !info[0].IsUndefined()) {
+    const int k = std::max(1, info[0].As<Napi::Number>().Int32Value());
+    std::call_once(gInit, [] {});
+    std::unique_lock<std::shared_mutex> w(gLapackLock);
+    gThreads.store(k);
+    if (!openblasUsesOpenMP()) openblas_set_num_threads(k);
+  }
+  return Napi::Number::New(info.Env(), gThreads.load());
+}
+
+}  // namespace dk
