@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend';
+import { loadNative } from '../src/backend/native';
 import {
   computeInverses,
   computeStatistics,
@@ -99,7 +100,9 @@ const COUT = 3;
 const CLASSES = 4;
 
 describe('patch extraction', () => {
-  it('extractPatches and patchSums equal explicit loops (TF zero padding, strides 1 and 2)', () => {
+  // both the native engine's DkfacPatches kernel (where built) and the composite slices on plain wasm
+  it.each<'wasm' | 'native'>(['wasm', ...(loadNative() ? (['native'] as const) : [])])('extractPatches and patchSums equal explicit loops (TF zero padding, strides 1 and 2), %s engine', async (engine) => {
+    await initBackend(engine);
     const xd = rand(SHAPE.reduce((a, b) => a * b), 1, 2);
     const x = tf.tensor4d(xd, SHAPE as [number, number, number, number]);
     for (const g of CONFIGS) {
@@ -119,6 +122,7 @@ describe('patch extraction', () => {
       tf.dispose([p, w, conv, viaPatches, sums]);
     }
     x.dispose();
+    await initBackend();
   });
 });
 

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -100,6 +101,44 @@ Napi::Value AvgPoolGrad(const Napi::CallbackInfo& info) {
           for (int64_t q = cMin; q < cMax; q++) {
             float* d = dxb + (r * p.w + q) * C;
             for (int64_t k = 0; k < C; k++) d[k] += g[k] * scale;
+          }
+        }
+      }
+    }
+  }
+  return info.Env().Undefined();
+}
+
+}  // namespace dk
+
+namespace dk {
+
+// Patch extraction (im2col) in tfjs's NHWC layout for K-FAC's KFC factors: out[n, y, x, (i·kw + j)·C + c] =
+// x[n, y·sh + i − padTop, x·sw + j − padLeft, c], zero in the padding. One pass writing every patch row once
+// (instead of kh·kw strided slices and a concatenation).
+// patches(heap, x, out, dims = [N, H, W, C, Ho, Wo, KH, KW, strideH, strideW, padTop, padLeft])
+Napi::Value Patches(const Napi::CallbackInfo& info) {
+  auto heap = info[0].As<Napi::ArrayBuffer>();
+  const int32_t* d = dimsOf(info[3], 12, "patches");
+  const int64_t n = d[0], h = d[1], w = d[2], C = d[3], ho = d[4], wo = d[5], kh = d[6], kw = d[7], sh = d[8],
+                sw = d[9], top = d[10], left = d[11];
+  const float* x = heapF32(heap, info[1]);
+  float* out = heapF32(heap, info[2]);
+  const int64_t K = kh * kw * C;
+#pragma omp parallel for schedule(static) if (n * ho * wo * K >= kParallelMin)
+  for (int64_t b = 0; b < n; b++) {
+    for (int64_t y = 0; y < ho; y++) {
+      for (int64_t q = 0; q < wo; q++) {
+        float* o = out + ((b * ho + y) * wo + q) * K;
+        for (int64_t i = 0; i < kh; i++) {
+          const int64_t r = y * sh + i - top;
+          for (int64_t j = 0; j < kw; j++, o += C) {
+            const int64_t col = q * sw + j - left;
+            if (r < 0 || r >= h || col < 0 || col >= w) {
+              std::fill(o, o + C, 0.0f);
+            } else {
+              std::memcpy(o, x + ((b * h + r) * w + col) * C, C * sizeof(float));
+            }
           }
         }
       }

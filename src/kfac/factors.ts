@@ -15,6 +15,7 @@
  *  - batch-norm scale/shift  F̂ = E_n[g gᵀ], g = [Σ_sp ds·x̂ ; Σ_sp ds]                            [P §6.2.1, App. C]
  */
 import * as tf from '@tensorflow/tfjs';
+import { hasKernel, PATCHES_KERNEL } from '../backend/fused-ops';
 import type { Padding } from '../nn/layers';
 import { topSingularPairs } from '../linalg';
 
@@ -186,6 +187,9 @@ function tap(padded: tf.Tensor4D, i: number, j: number, Ho: number, Wo: number, 
  * entry ((i·kw + j)·Cin + c) of the patch at (y, x) is the padded input at (y·s + i, x·s + j, c).
  */
 export function extractPatches(x: tf.Tensor4D, g: ConvGeometry): tf.Tensor4D {
+  if (hasKernel(PATCHES_KERNEL)) {
+    return tf.engine().runKernel(PATCHES_KERNEL, { x }, { kernel: g.kernel, strides: g.strides, padding: g.padding }) as tf.Tensor4D;
+  }
   return tf.tidy(() => {
     const { padded, Ho, Wo } = padInput(x, g);
     const taps: tf.Tensor4D[] = [];

@@ -19,7 +19,7 @@ import { decayInterval, DecaySchedule, type Grads, innerProduct, type Preconditi
 import { type BlockInverses, type BlockSnapshot, computeInverses, type DampingMode, type FisherBlock } from './blocks';
 import { KfacError } from './errors';
 import { registerBlocks } from './registry';
-import { computeStatistics } from './statistics';
+import { computeStatistics, type StatisticsOptions, type StatisticsResult } from './statistics';
 
 export const KfacConfig = z.strictObject({
   kind: z.literal('kfac'),
@@ -41,6 +41,12 @@ export const KfacConfig = z.strictObject({
   statsEvery: z.number().int().positive().default(1),
   /** examples of the batch used for statistics (default: the whole batch) */
   statsBatch: z.number().int().positive().optional(),
+  /**
+   * Statistics of the whole batch are taken from the gradient's own forward pass (one forward, a second backward
+   * pass for the sampled targets: src/kfac/statistics.ts gradientsAndStatistics), which gives the same numbers as a
+   * separate statistics pass without its forward. false: always a separate pass.
+   */
+  sharedForward: z.boolean().default(true),
   /** inverses recomputed every T steps (the paper's synchronous CIFAR baseline: 20) */
   inverseEvery: z.number().int().positive().default(20),
   /** step size: the KL rule (paper section 5) or an exponentially decayed learning rate (the Figure 8 baseline) */
@@ -203,10 +209,35 @@ export class KfacOptimizer {
     return { v, vDotG };
   }
 
+  private jointStep = -1;
+
+  /**
+   * Whether step `step`'s statistics (batch of M) can come from the gradient's forward pass, and if so how: the
+   * options for `gradientsAndStatistics` and `fold` for its result. The trainer then calls `observe` after folding.
+   */
+  jointStatistics(step: number, M: number): (StatisticsOptions & { fold(r: StatisticsResult | KfacError): void }) | undefined {
+    if (!this.cfg.sharedForward || step % this.cfg.statsEvery !== 0) return undefined;
+    if (this.cfg.statsBatch !== undefined && this.cfg.statsBatch < M) return undefined;
+    // the separate pass normalises over bnChunk only when it divides the batch: keep that case separate
+    if (this.bnChunk && M % this.bnChunk !== 0) return undefined;
+    return {
+      blocks: this.blocks,
+      sampled: this.cfg.fisher === 'sampled' ? true : 'empirical',
+      rng: this.rng,
+      bnChunk: this.bnChunk,
+      fold: (r) => {
+        this.step = step;
+        this.jointStep = step;
+        if (r instanceof KfacError) this.fail(r, 'skipped statistics');
+        else for (const b of this.blocks) b.accumulate(r.stats.get(b.name) as never);
+      },
+    };
+  }
+
   /** The trainer's hook: statistics every statsEvery steps, inverses every inverseEvery steps (and at the start). */
   observe(x: tf.Tensor4D, labels: tf.Tensor1D | undefined, step: number): void {
     this.step = step;
-    if (step % this.cfg.statsEvery === 0) this.accumulateStatistics(x, labels);
+    if (step % this.cfg.statsEvery === 0 && this.jointStep !== step) this.accumulateStatistics(x, labels);
     if (this.inverseStep < 0 || step % this.cfg.inverseEvery === 0) this.refreshInverses();
   }
 
@@ -278,6 +309,7 @@ export function kfacParts(cfg: KfacConfig, model: Model, opts: { epochSize: numb
     momentum: cfg.momentum,
     weightDecay: cfg.weightDecay,
     observe: (_model, x, step, labels) => kfac.observe(x, labels, step),
+    jointStatistics: (step, M) => kfac.jointStatistics(step, M),
     rowFields: () => ({ inverse_staleness: kfac.staleness(stepNow) }),
     summary: () => ({ kfacEvents: kfac.events.length, blocks: kfac.blocks.length }),
     state: () => ({ kfac: kfac.state(), stepNow }),

@@ -8,7 +8,9 @@ import type { BackendInfo } from '../backend';
 import type { Model } from '../nn/model';
 import { crossEntropy, errorCount } from '../nn/model';
 import { buildModel } from '../nn/zoo';
+import type { KfacError } from '../kfac/errors';
 import { kfacParts } from '../kfac/optimizer';
+import { gradientsAndStatistics, type StatisticsOptions, type StatisticsResult } from '../kfac/statistics';
 import type { RunConfig } from './config';
 import { assignTensors, saveTensors, type TensorData } from './checkpoint';
 import type { CsvRow, RunSidecar } from './schema';
@@ -60,8 +62,13 @@ export interface OptimizerParts {
   stepSize: StepSize;
   momentum: number;
   weightDecay: number;
-  /** called before each step with the batch (K-FAC: statistics, inverse refresh) */
+  /** called at each step with the batch, before the update (K-FAC: statistics, inverse refresh) */
   observe?(model: Model, x: tf.Tensor4D, step: number, labels?: tf.Tensor1D): void;
+  /**
+   * K-FAC: the statistics this step can take from the gradient's own forward pass (then folded with `fold` before
+   * `observe`), or undefined.
+   */
+  jointStatistics?(step: number, batchSize: number): JointStatistics | undefined;
   /** extra per-row CSV fields, e.g. inverse staleness */
   rowFields?(): Partial<CsvRow>;
   /** numbers for the sidecar's summary at the end of the run */
@@ -71,6 +78,8 @@ export interface OptimizerParts {
   restore?(state: unknown): void;
   dispose?(): void;
 }
+
+export type JointStatistics = StatisticsOptions & { fold(r: StatisticsResult | KfacError): void };
 
 export type OptimizerFactory = (cfg: RunConfig, model: Model, data: { epochSize: number }) => OptimizerParts;
 
@@ -153,8 +162,14 @@ export class Trainer {
     const x = tf.tensor4d(batch.images, batch.shape);
     const y = tf.tensor1d(batch.labels, 'int32');
     try {
-      this.opt.observe?.(this.model, x, this.step, y);
-      const { loss, errors, grads, bnStats } = this.gradients(x, y);
+      const joint = this.opt.jointStatistics?.(this.step, x.shape[0]);
+      const { loss, errors, grads, bnStats } = joint ? this.gradientsWithStatistics(x, y, joint) : this.gradients(x, y);
+      try {
+        this.opt.observe?.(this.model, x, this.step, y);
+      } catch (e) {
+        tf.dispose([loss, errors, ...grads.values(), ...[...bnStats.values()].flatMap((b) => [b.mean, b.variance])]);
+        throw e;
+      }
       const lossV = loss.dataSync()[0];
       const errV = errors.dataSync()[0];
       loss.dispose();
@@ -178,6 +193,16 @@ export class Trainer {
       x.dispose();
       y.dispose();
     }
+  }
+
+  /** `gradients` and, from the same forward pass, the statistics `joint` asks for (folded in here). */
+  private gradientsWithStatistics(x: tf.Tensor4D, y: tf.Tensor1D, joint: JointStatistics) {
+    const named = [...this.model.params];
+    const r = gradientsAndStatistics(this.model, x, y, named.map(([, v]) => v), errorCount, { ...joint, bnChunk: this.cfg.bnChunk });
+    joint.fold(r.statistics);
+    const g: Grads = new Map();
+    named.forEach(([name], i) => g.set(name, r.grads[i]!));
+    return { loss: r.loss, errors: r.errors, grads: g, bnStats: r.bnStats };
   }
 
   /** Parameters and BN running statistics: what Polyak averaging covers. */
