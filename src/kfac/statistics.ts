@@ -60,6 +60,33 @@ export interface StatisticsResult {
   targets: Int32Array;
 }
 
+/** Zero probes for every block's pre-activation (batch M), on the backend; checks the model has the layers. */
+function zeroProbes(model: Model, M: number, names: string[], caller: string): tf.Tensor[] {
+  const shapes = model.preactShapes(M);
+  for (const n of names) if (!shapes.has(n)) throw new Error(`${caller}: the model has no layer ${n}`);
+  return names.map((n) => tf.fill(shapes.get(n)!, 0)); // Fill runs on the backend (tf.zeros builds the zeros in JS)
+}
+
+/** The captured input of every named layer. */
+function capturedInputs(capture: { inputs: Map<string, tf.Tensor> }, names: string[], caller: string): tf.Tensor[] {
+  return names.map((n) => {
+    const t = capture.inputs.get(n);
+    if (!t) throw new Error(`${caller}: layer ${n} captured no input`);
+    return t;
+  });
+}
+
+/** Every block's statistics from its layer's captured input and Ds; throws KfacError when one is not finite. */
+function blockStatistics(blocks: readonly FisherBlock[], inputs: tf.Tensor[], ds: tf.Tensor[]): Map<string, BlockStats> {
+  const stats = new Map<string, BlockStats>();
+  blocks.forEach((b, i) => {
+    const s = b.batchStatistics(inputs[i]!, ds[i]!);
+    checkStatsFinite(b.name, s);
+    stats.set(b.name, s);
+  });
+  return stats;
+}
+
 /**
  * Batch statistics of every block for the inputs `x` at the model's current parameters. Leaves no tensors behind.
  * Throws KfacError(layer, 'statistics') if a block's statistics are not finite.
@@ -74,10 +101,8 @@ export function computeStatistics(model: Model, x: tf.Tensor4D, opts: Statistics
   } else if (!opts.rng) {
     throw new Error('computeStatistics: sampled targets need an rng');
   }
-  const shapes = model.preactShapes(M);
   const names = opts.blocks.map((b) => b.name);
-  for (const n of names) if (!shapes.has(n)) throw new Error(`computeStatistics: the model has no layer ${n}`);
-  const probes = names.map((n) => tf.zeros(shapes.get(n)!));
+  const probes = zeroProbes(model, M, names, 'computeStatistics');
   const kept = new Map<string, tf.Tensor>();
   let targets: Int32Array = new Int32Array(0);
   let loss = Number.NaN;
@@ -89,11 +114,7 @@ export function computeStatistics(model: Model, x: tf.Tensor4D, opts: Statistics
         bnChunk: opts.bnChunk,
       });
       // the captured inputs must outlive the gradient scope
-      for (const n of names) {
-        const t = r.capture.inputs.get(n);
-        if (!t) throw new Error(`computeStatistics: layer ${n} captured no input`);
-        kept.set(n, tf.keep(t));
-      }
+      capturedInputs(r.capture, names, 'computeStatistics').forEach((t, i) => kept.set(names[i]!, tf.keep(t)));
       targets = fixedTargets ?? sampleTargets(r.logits, opts.rng!);
       return crossEntropy(r.logits, tf.tensor1d(targets, 'int32'));
     };
@@ -101,12 +122,7 @@ export function computeStatistics(model: Model, x: tf.Tensor4D, opts: Statistics
     grads = vg.grads;
     loss = vg.value.dataSync()[0];
     vg.value.dispose();
-    const stats = new Map<string, BlockStats>();
-    opts.blocks.forEach((b, i) => {
-      const s = b.batchStatistics(kept.get(b.name)!, grads[i]);
-      checkStatsFinite(b.name, s);
-      stats.set(b.name, s);
-    });
+    const stats = blockStatistics(opts.blocks, names.map((n) => kept.get(n)!), grads);
     return { stats, loss, targets };
   } finally {
     const owned = new Set<tf.Tensor>();
@@ -145,21 +161,15 @@ export function gradientsAndStatistics(
 ): StepGradients & { statistics: StatisticsResult | KfacError } {
   const M = x.shape[0];
   if (opts.sampled !== 'empirical' && !opts.rng) throw new Error('gradientsAndStatistics: sampled targets need an rng');
-  const shapes = model.preactShapes(M);
   const names = opts.blocks.map((b) => b.name);
-  for (const n of names) if (!shapes.has(n)) throw new Error(`gradientsAndStatistics: the model has no layer ${n}`);
-  const probes = names.map((n) => tf.zeros(shapes.get(n)!));
+  const probes = zeroProbes(model, M, names, 'gradientsAndStatistics');
   const empirical = opts.sampled === 'empirical';
   let targets: Int32Array = new Int32Array(0);
   let bnNames: string[] = [];
   const run = gradientsOnOneTape(
     () => {
       const r = model.forwardWithCapture(x, new Map(names.map((n, i) => [n, probes[i]!])), { training: true, bnChunk: opts.bnChunk });
-      const inputs = names.map((n) => {
-        const t = r.capture.inputs.get(n);
-        if (!t) throw new Error(`gradientsAndStatistics: layer ${n} captured no input`);
-        return t;
-      });
+      const inputs = capturedInputs(r.capture, names, 'gradientsAndStatistics');
       const loss = crossEntropy(r.logits, labels);
       const bn = [...r.bnStats].map(([k, s]) => [k, s.mean, s.variance] as const);
       const extra = { errors: errorCount(r.logits, labels), inputs, bnMeans: bn.map((b) => b[1]), bnVars: bn.map((b) => b[2]) };
@@ -176,12 +186,7 @@ export function gradientsAndStatistics(
   const bnStats = new Map(bnNames.map((k, i) => [k, { mean: run.extra.bnMeans[i] as tf.Tensor1D, variance: run.extra.bnVars[i] as tf.Tensor1D }]));
   let statistics: StatisticsResult | KfacError;
   try {
-    const stats = new Map<string, BlockStats>();
-    opts.blocks.forEach((b, i) => {
-      const s = b.batchStatistics(run.extra.inputs[i]!, ds[i]!);
-      checkStatsFinite(b.name, s);
-      stats.set(b.name, s);
-    });
+    const stats = blockStatistics(opts.blocks, run.extra.inputs, ds);
     statistics = { stats, loss: (statsLoss ?? loss!).dataSync()[0]!, targets: empirical ? Int32Array.from(labels.dataSync()) : targets };
   } catch (e) {
     if (!(e instanceof KfacError)) throw e;
