@@ -1,18 +1,23 @@
 /**
- * The compute engine's own figures (run alone: `npx tsx bench/backend.ts`, or via bench/index.ts):
+ * The compute engines' own figures, side by side in one run (run alone: `npx tsx bench/backend.ts`, or via
+ * bench/index.ts):
  *
- * 1. SGD step time of conv3x3x32-pool-conv3x3x64-pool-dense256-dense10 on 32×32×3 at batch 32 and 128, and the
- *    effective GFLOP/s (forward FLOPs × 3 for forward + backward, divided by the step time);
+ * 1. SGD step time of conv3x3x32-pool-conv3x3x64-pool-dense256-dense10 on 32×32×3 at batch 32 and 128 on the native
+ *    engine, on wasm, and in PyTorch (bench/torch_step.py, the same net and batch, where Debian's python3-torch is
+ *    installed; skipped with a note otherwise), the effective GFLOP/s (forward FLOPs × 3 for forward + backward,
+ *    divided by the step time) next to this machine's sgemm peak measured through the same engine in the same run;
  * 2. where a batch-128 step spends its time: top-level kernels by self time (composite kernels such as
  *    Conv2DBackpropFilter include the kernels they call);
- * 3. matMul GFLOP/s at 1024² for every transpose combination, with the fixes and with the stock wasm kernel.
+ * 3. matMul GFLOP/s at 1024² for every transpose combination on wasm, with the fixes and with the stock kernel.
  *
  * This machine is shared and noisy (±15 % and more when other processes run): the load average is printed with the
  * figures, steps are repeated and the median and minimum are reported, and the process's CPU time per step (close
  * to the wall time on an idle machine; much smaller than it when other processes compete for the two vCPUs).
  */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { type BackendInfo, initBackend } from '../src/backend';
 import { originalWasmKernels } from '../src/backend/wasm-fixes';
@@ -174,45 +179,107 @@ function benchMatmul(n = 1024): BackendBench['matmul'] {
   return rows;
 }
 
-export async function benchBackend(): Promise<BackendBench> {
-  const backend = await initBackend();
-  const load = loadavg().map((v) => Math.round(v * 100) / 100);
-  console.log(`\n## Backend: ${backend.name} (${backend.detail}); ${backend.version}`);
-  console.log(`load average ${load.join(' ')} on ${availableParallelism()} CPUs (figures are unreliable when it exceeds the CPU count)`);
+/** The PyTorch reference (bench/torch_step.py) where Debian's python3-torch is installed, else the reason it is not. */
+export function torchReference(batches: number[]): { rows: { format: string; batch: number; median_s: number; min_s: number }[]; torch: string; threads: number } | string {
+  const script = fileURLToPath(new URL('./torch_step.py', import.meta.url));
+  const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+  const r = spawnSync(python, [script, ...batches.map(String)], { encoding: 'utf8', timeout: 600_000 });
+  if (r.status !== 0) {
+    const why = /No module named 'torch'/.test(r.stderr ?? '') ? "python3-torch is not installed (apt-get install python3-torch)" : (r.stderr || r.error?.message || 'failed').trim().split('\n').pop();
+    return `PyTorch reference skipped: ${why}`;
+  }
+  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+}
 
+/** GFLOP/s of a float32 GEMM (n³, n = 2048) through the active engine's matMul: on the native engine, the machine's peak. */
+function sgemmPeak(n = 2048): number {
+  const a = tf.randomNormal([n, n], 0, 1, 'float32', 11);
+  const b = tf.randomNormal([n, n], 0, 1, 'float32', 12);
+  const ts = timeRuns(() => {
+    const c = tf.matMul(a, b);
+    c.dataSync();
+    c.dispose();
+  }, 1, 5);
+  tf.dispose([a, b]);
+  return (2 * n ** 3) / Math.min(...ts) / 1e9;
+}
+
+/** The CNN's SGD step at `batches` on the active engine. */
+function stepTimes(batches: readonly number[]): BackendBench['steps'] {
   const steps: BackendBench['steps'] = [];
-  let topKernels: BackendBench['topKernels'] = [];
-  for (const [batch, runs] of [
-    [32, 12],
-    [128, 6],
-  ] as const) {
+  for (const batch of batches) {
     const cnn = makeCnn(batch);
     const cpu: number[] = [];
-    const ts = timeRuns(cnn.step, 3, runs, cpu);
+    const ts = timeRuns(cnn.step, 3, batch <= 32 ? 12 : 8, cpu);
     const med = median(ts);
     steps.push({ batch, medianS: med, minS: Math.min(...ts), cpuS: median(cpu), gflops: (3 * cnn.forwardFlops) / med / 1e9 });
-    if (batch === 128) {
-      const stats = profileTopLevelKernels(cnn.step);
-      const total = [...stats.values()].reduce((s, v) => s + v.ms, 0);
-      topKernels = [...stats]
-        .map(([kernel, v]) => ({ kernel, calls: v.calls, selfMs: v.ms, cpuMs: v.cpuMs, share: v.ms / total }))
-        .sort((x, y) => y.selfMs - x.selfMs)
-        .slice(0, 12);
-    }
     cnn.dispose();
   }
-  console.log('\n### SGD step, conv3x3x32-pool-conv3x3x64-pool-dense256-dense10 on 32×32×3 (compute-stack.md: 0.19 s at 32, 0.61–0.71 s at 128)');
+  return steps;
+}
+
+export async function benchBackend(): Promise<BackendBench> {
+  const load = loadavg().map((v) => Math.round(v * 100) / 100);
+  const batches = [32, 128] as const;
+  const engines: { info: BackendInfo; steps: BackendBench['steps'] }[] = [];
+  // the machine's float32 GEMM peak, measured on the native engine (oneDNN) when it is there, else on wasm
+  let peak = 0;
+  for (const name of ['native', 'wasm'] as const) {
+    let info: BackendInfo;
+    try {
+      info = await initBackend(name);
+    } catch (e) {
+      console.log(`(${name}: ${(e as Error).message})`);
+      continue;
+    }
+    engines.push({ info, steps: stepTimes(batches) });
+    if (!peak) peak = sgemmPeak();
+  }
+  const torch = torchReference([...batches]);
+  const backend = engines[0]!.info;
+  console.log(`\n## Engines: ${engines.map((e) => `${e.info.name} (${e.info.version})`).join('; ')}`);
+  console.log(`load average ${load.join(' ')} on ${availableParallelism()} CPUs (figures are unreliable when it exceeds the CPU count)`);
+  console.log('\n### SGD step of conv3x3x32-pool-conv3x3x64-pool-dense256-dense10 on 32×32×3, each engine and PyTorch in this run');
+  const torchBest = (b: number) => (typeof torch === 'string' ? undefined : Math.min(...torch.rows.filter((r) => r.batch === b).map((r) => r.median_s)));
+  const native = engines.find((e) => e.info.name === 'native');
+  const wasm = engines.find((e) => e.info.name === 'wasm');
   console.table(
-    steps.map((s) => ({
-      batch: s.batch,
-      's/step (median)': s.medianS.toFixed(3),
-      's/step (min)': s.minS.toFixed(3),
-      'CPU s/step': s.cpuS.toFixed(3),
-      'examples/s': Math.round(s.batch / s.medianS),
-      'effective GFLOP/s': s.gflops.toFixed(2),
-    })),
+    batches.flatMap((b) =>
+      engines.map((e) => {
+        const s = e.steps.find((x) => x.batch === b)!;
+        const t = torchBest(b);
+        return {
+          engine: e.info.name,
+          batch: b,
+          's/step (median)': s.medianS.toFixed(4),
+          'CPU s/step': s.cpuS.toFixed(4),
+          'effective GFLOP/s': s.gflops.toFixed(1),
+          'sgemm peak GFLOP/s (same run)': peak.toFixed(0),
+          'effective ÷ peak': `${((100 * s.gflops) / peak).toFixed(0)} %`,
+          '÷ PyTorch step': t === undefined ? '-' : (s.medianS / t).toFixed(2),
+          '÷ wasm step': wasm ? (s.medianS / wasm.steps.find((x) => x.batch === b)!.medianS).toFixed(2) : '-',
+        };
+      }),
+    ),
   );
-  console.log('### Where a batch-128 step spends its time (top-level kernels, self time of one profiled step)');
+  if (typeof torch === 'string') console.log(torch);
+  else {
+    console.log(`PyTorch ${torch.torch} (${torch.threads} threads), same net and batch (bench/torch_step.py):`);
+    console.table(torch.rows.map((r) => ({ format: r.format, batch: r.batch, 's/step (median)': r.median_s.toFixed(4), 's/step (min)': r.min_s.toFixed(4) })));
+  }
+
+  let topKernels: BackendBench['topKernels'] = [];
+  await initBackend(native ? 'native' : 'wasm');
+  const cnn = makeCnn(128);
+  cnn.step();
+  const stats = profileTopLevelKernels(cnn.step);
+  cnn.dispose();
+  const total = [...stats.values()].reduce((s, v) => s + v.ms, 0);
+  topKernels = [...stats]
+    .map(([kernel, v]) => ({ kernel, calls: v.calls, selfMs: v.ms, cpuMs: v.cpuMs, share: v.ms / total }))
+    .sort((x, y) => y.selfMs - x.selfMs)
+    .slice(0, 12);
+  console.log(`### Where a batch-128 step spends its time on ${native ? 'native' : 'wasm'} (top-level kernels, self time of one profiled step)`);
   console.table(
     topKernels.map((k) => ({
       kernel: k.kernel,
@@ -223,8 +290,9 @@ export async function benchBackend(): Promise<BackendBench> {
     })),
   );
 
+  await initBackend('wasm');
   const matmul = benchMatmul();
-  console.log('### matMul 1024×1024×1024 (GFLOP/s)');
+  console.log('### matMul 1024×1024×1024 on wasm (GFLOP/s): the wasm training fixes against the stock kernel');
   console.table(
     matmul.map((m) => ({
       product: m.variant,
@@ -232,6 +300,8 @@ export async function benchBackend(): Promise<BackendBench> {
       'stock wasm kernel': m.stockGflops === undefined ? '-' : m.stockGflops.toFixed(2),
     })),
   );
+  await initBackend();
+  const steps = (native ?? engines[0]!).steps;
   return { backend, loadAverage: load, steps, topKernels, matmul };
 }
 

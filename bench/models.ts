@@ -26,36 +26,64 @@ export const QUICK_MODELS: { name: string; model: ModelConfig; input: [number, n
   { name: 'resnet quick (28×28×1)', model: { arch: 'resnet', bn: true, width: 0.25, blocks: [1, 1, 1], stem: 'small' }, input: [28, 28, 1], bnChunk: 32 },
 ];
 
+/** One model's SGD step time at batch `bz` on the active engine (seconds, mean of `steps` after a warm-up). */
+function sgdStep(m: (typeof QUICK_MODELS)[number], bz: number, steps: number): { s: number; params: number; gflops: number } {
+  const cfg = parseConfig(
+    RunConfig,
+    { label: m.name, run: 'bench', method: 'sgd', batchSize: bz, examples: bz * steps, bnChunk: m.bnChunk && Math.min(m.bnChunk, bz), model: m.model, optimizer: { kind: 'sgd', lr: 0.01 } },
+    'bench run',
+  );
+  const model = buildModel(cfg.model, m.input, 10, 0);
+  const tr = new Trainer(model, makeOptimizer(cfg, model, { epochSize: 10000 }), cfg, 0.99);
+  const per = m.input[0] * m.input[1] * m.input[2];
+  const batch = {
+    images: new Float32Array(bz * per).map((_, i) => Math.sin(i * 0.37)),
+    labels: new Int32Array(bz).map((_, i) => i % 10),
+    shape: [bz, ...m.input] as [number, number, number, number],
+  };
+  tr.trainStep(batch); // warm-up: kernels compiled, buffers allocated
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) tr.trainStep(batch);
+  const s = (performance.now() - t0) / 1000 / steps;
+  const out = { s, params: model.numParams(), gflops: (3 * forwardFlops(model.layers) * bz) / s / 1e9 };
+  tr.dispose();
+  model.dispose();
+  return out;
+}
+
+/**
+ * The quick models' SGD step at the batch sizes their figures use, on the native engine and on wasm in one run, and
+ * the ratio native ÷ wasm (issue 9's target: ≤ 0.3).
+ */
 export async function benchModels(batchSizes = [32, 128, 256], steps = 4) {
-  const backend = await initBackend();
+  const engines: string[] = [];
+  const times = new Map<string, { s: number; params: number; gflops: number }>();
+  for (const engine of ['native', 'wasm'] as const) {
+    try {
+      await initBackend(engine);
+    } catch (e) {
+      console.log(`(${engine}: ${(e as Error).message})`);
+      continue;
+    }
+    engines.push(engine);
+    for (const m of QUICK_MODELS) for (const bz of batchSizes) times.set(`${engine}|${m.name}|${bz}`, sgdStep(m, bz, steps));
+  }
   const rows: Record<string, string | number>[] = [];
   for (const m of QUICK_MODELS) {
     for (const bz of batchSizes) {
-      const cfg = parseConfig(
-        RunConfig,
-        { label: m.name, run: 'bench', method: 'sgd', batchSize: bz, examples: bz * steps, bnChunk: m.bnChunk && Math.min(m.bnChunk, bz), model: m.model, optimizer: { kind: 'sgd', lr: 0.01 } },
-        'bench run',
-      );
-      const model = buildModel(cfg.model, m.input, 10, 0);
-      const tr = new Trainer(model, makeOptimizer(cfg, model, { epochSize: 10000 }), cfg, 0.99);
-      const per = m.input[0] * m.input[1] * m.input[2];
-      const batch = {
-        images: new Float32Array(bz * per).map((_, i) => Math.sin(i * 0.37)),
-        labels: new Int32Array(bz).map((_, i) => i % 10),
-        shape: [bz, ...m.input] as [number, number, number, number],
-      };
-      tr.trainStep(batch); // warm-up: kernels compiled, buffers allocated
-      const t0 = performance.now();
-      for (let i = 0; i < steps; i++) tr.trainStep(batch);
-      const s = (performance.now() - t0) / 1000 / steps;
-      const gflops = (3 * forwardFlops(model.layers) * bz) / s / 1e9;
-      rows.push({ model: m.name, batch: bz, params: model.numParams(), 's/step': s.toFixed(3), 'examples/s': Math.round(bz / s), 'GFLOP/s': gflops.toFixed(2) });
-      tr.dispose();
-      model.dispose();
+      const row: Record<string, string | number> = { model: m.name, batch: bz, params: times.get(`${engines[0]}|${m.name}|${bz}`)!.params };
+      for (const e of engines) {
+        const t = times.get(`${e}|${m.name}|${bz}`)!;
+        row[`${e} s/step`] = t.s.toFixed(3);
+        row[`${e} GFLOP/s`] = t.gflops.toFixed(1);
+      }
+      if (engines.length === 2) row['native ÷ wasm'] = (times.get(`native|${m.name}|${bz}`)!.s / times.get(`wasm|${m.name}|${bz}`)!.s).toFixed(2);
+      rows.push(row);
     }
   }
-  console.log(`\n## Training step time of the quick models (backend ${backend.name}, SGD+momentum, ${steps} timed steps after 1 warm-up)`);
+  console.log(`\n## Training step time of the quick models (SGD+momentum, ${steps} timed steps after 1 warm-up, engines ${engines.join(' and ')} in this run)`);
   console.table(rows);
+  await initBackend();
   return rows;
 }
 
