@@ -27,7 +27,7 @@ export const QUICK_MODELS: { name: string; model: ModelConfig; input: [number, n
 ];
 
 /** One model's SGD step time at batch `bz` on the active engine (seconds, mean of `steps` after a warm-up). */
-function sgdStep(m: (typeof QUICK_MODELS)[number], bz: number, steps: number): { s: number; params: number; gflops: number } {
+function sgdStep(m: (typeof QUICK_MODELS)[number], bz: number, steps: number): { s: number; params: number; gflops: number; heapMB: number } {
   const cfg = parseConfig(
     RunConfig,
     { label: m.name, run: 'bench', method: 'sgd', batchSize: bz, examples: bz * steps, bnChunk: m.bnChunk && Math.min(m.bnChunk, bz), model: m.model, optimizer: { kind: 'sgd', lr: 0.01 } },
@@ -45,7 +45,9 @@ function sgdStep(m: (typeof QUICK_MODELS)[number], bz: number, steps: number): {
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) tr.trainStep(batch);
   const s = (performance.now() - t0) / 1000 / steps;
-  const out = { s, params: model.numParams(), gflops: (3 * forwardFlops(model.layers) * bz) / s / 1e9 };
+  // the wasm heap never shrinks: its size after the steps is the peak so far in this engine (both engines use it)
+  const heap = (tf.backend() as unknown as { wasm?: { HEAPU8: Uint8Array } }).wasm?.HEAPU8.length ?? 0;
+  const out = { s, params: model.numParams(), gflops: (3 * forwardFlops(model.layers) * bz) / s / 1e9, heapMB: heap / 2 ** 20 };
   tr.dispose();
   model.dispose();
   return out;
@@ -57,7 +59,7 @@ function sgdStep(m: (typeof QUICK_MODELS)[number], bz: number, steps: number): {
  */
 export async function benchModels(batchSizes = [32, 128, 256], steps = 4) {
   const engines: string[] = [];
-  const times = new Map<string, { s: number; params: number; gflops: number }>();
+  const times = new Map<string, { s: number; params: number; gflops: number; heapMB: number }>();
   for (const engine of ['native', 'wasm'] as const) {
     try {
       await initBackend(engine);
@@ -77,6 +79,7 @@ export async function benchModels(batchSizes = [32, 128, 256], steps = 4) {
         row[`${e} s/step`] = t.s.toFixed(3);
         row[`${e} GFLOP/s`] = t.gflops.toFixed(1);
       }
+      row['wasm heap peak MB'] = Math.round(times.get(`${engines[0]}|${m.name}|${bz}`)!.heapMB);
       if (engines.length === 2) row['native ÷ wasm'] = (times.get(`native|${m.name}|${bz}`)!.s / times.get(`wasm|${m.name}|${bz}`)!.s).toFixed(2);
       rows.push(row);
     }
