@@ -228,6 +228,13 @@ function restoreEmas(name: string, emas: ZeroDebiasedEma[], s: BlockState): void
   emas.forEach((e, i) => e.load(s.emas[i]));
 }
 
+/**
+ * Statistics arrays already checked in this thread. A batch's statistics are checked where they are computed and
+ * again where they are folded in (they may have arrived from another thread or process); arrays are never written
+ * after they are made, so the second check of the same array can be skipped.
+ */
+const checkedFinite = new WeakSet<Float64Array>();
+
 /** Throws KfacError(name, 'statistics') at the first non-finite entry of a batch's statistics. */
 export function checkStatsFinite(name: string, s: BlockStats): void {
   const arrays: [Float64Array, string][] =
@@ -243,7 +250,11 @@ export function checkStatsFinite(name: string, s: BlockStats): void {
             [s.D, 'E[DsDsᵀ]'],
           ]
         : [[s.F, 'scale/shift block']];
-  for (const [a, label] of arrays) assertFinite(a, name, 'statistics', label);
+  for (const [a, label] of arrays) {
+    if (checkedFinite.has(a)) continue;
+    assertFinite(a, name, 'statistics', label);
+    checkedFinite.add(a);
+  }
 }
 
 // -------------------------------------------------------------------------------------------------------------

@@ -91,13 +91,20 @@ export function momentFromGram(data: Float32Array, gOff: number, cOff: number, c
   const d = cOff >= 0 ? K + 1 : K;
   const out = new Float64Array(d * d);
   const half = 0.5 / count;
-  for (let i = 0; i < K; i++) {
-    const ri = gOff + i * K;
-    out[i * d + i] = data[ri + i]! / count;
-    for (let j = i + 1; j < K; j++) {
-      const v = (data[ri + j]! + data[gOff + j * K + i]!) * half;
-      out[i * d + j] = v;
-      out[j * d + i] = v;
+  // 32×32 tiles of the upper triangle: the transposed reads stay in cache for large K
+  const B = 32;
+  for (let i0 = 0; i0 < K; i0 += B) {
+    const i1 = Math.min(K, i0 + B);
+    for (let j0 = i0; j0 < K; j0 += B) {
+      const j1 = Math.min(K, j0 + B);
+      for (let i = i0; i < i1; i++) {
+        const ri = gOff + i * K;
+        for (let j = Math.max(j0, i); j < j1; j++) {
+          const v = (data[ri + j]! + data[gOff + j * K + i]!) * half;
+          out[i * d + j] = v;
+          out[j * d + i] = v;
+        }
+      }
     }
   }
   if (cOff >= 0) {
