@@ -141,6 +141,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   DK_EXPORT(exports, "batchNormForward", BatchNormForward);
   DK_EXPORT(exports, "batchNormBackward", BatchNormBackward);
   DK_EXPORT(exports, "reluGrad", ReluGrad);
+  DK_EXPORT(exports, "momentFromGram", MomentFromGram);
+  DK_EXPORT(exports, "allFinite", AllFinite);
+  DK_EXPORT(exports, "emaUpdate", EmaUpdate);
   DK_EXPORT(exports, "concat", Concat);
   DK_EXPORT(exports, "split", Split);
   DK_EXPORT(exports, "reduceMiddle", ReduceMiddle);

@@ -16,6 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { hasKernel, PATCHES_KERNEL } from '../backend/fused-ops';
+import { loadNative } from '../backend/native';
 import type { Padding } from '../nn/layers';
 import { topSingularPairs } from '../linalg';
 
@@ -90,6 +91,17 @@ export function readBackFlat(ts: tf.Tensor[]): { data: Float32Array; offsets: nu
 export function momentFromGram(data: Float32Array, gOff: number, cOff: number, count: number, K: number): Float64Array {
   const d = cOff >= 0 ? K + 1 : K;
   const out = new Float64Array(d * d);
+  const addon = loadNative(); // the same pass in C++ (native/src/kfac.cc), bit for bit
+  if (addon) {
+    addon.momentFromGram(data, gOff, cOff, count, K, out);
+    return out;
+  }
+  return momentFromGramTs(data, gOff, cOff, count, K, out);
+}
+
+/** `momentFromGram` in TypeScript, into `out` (the fallback, and the reference of the native pass's test). */
+export function momentFromGramTs(data: Float32Array, gOff: number, cOff: number, count: number, K: number, out: Float64Array): Float64Array {
+  const d = cOff >= 0 ? K + 1 : K;
   const half = 0.5 / count;
   // 32×32 tiles of the upper triangle: the transposed reads stay in cache for large K
   const B = 32;

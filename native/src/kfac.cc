@@ -1,0 +1,77 @@
+// K-FAC's per-step bookkeeping of the factor statistics on float64 arrays (plain JS typed arrays, not the wasm
+// heap): the exactly symmetric second moment built from a read-back float32 Gram matrix, the finiteness check, and
+// the moving-average fold. Each is one pass over a factor; in JavaScript they were the largest part of a K-FAC
+// step's overhead besides the second backward pass (src/kfac/factors.ts, errors.ts, ema.ts keep the same maths as
+// the fallback; the file is compiled with -ffp-contract=off so both give the same bits).
+#include <cmath>
+
+#include "common.h"
+
+namespace dk {
+
+// momentFromGram(data: Float32Array, gOff, cOff (−1: none), count, K, out: Float64Array of d², d = K or K+1)
+Napi::Value MomentFromGram(const Napi::CallbackInfo& info) {
+  auto data = info[0].As<Napi::Float32Array>();
+  const int64_t gOff = static_cast<int64_t>(info[1].As<Napi::Number>().DoubleValue());
+  const int64_t cOff = static_cast<int64_t>(info[2].As<Napi::Number>().DoubleValue());
+  const double count = info[3].As<Napi::Number>().DoubleValue();
+  const int64_t K = static_cast<int64_t>(info[4].As<Napi::Number>().DoubleValue());
+  auto outArr = info[5].As<Napi::Float64Array>();
+  const int64_t d = cOff >= 0 ? K + 1 : K;
+  if (static_cast<int64_t>(outArr.ElementLength()) != d * d || gOff + K * K > static_cast<int64_t>(data.ElementLength())) {
+    throw Napi::Error::New(info.Env(), "momentFromGram: array sizes do not match");
+  }
+  const float* g = data.Data() + gOff;
+  double* out = outArr.Data();
+  const double half = 0.5 / count;
+  constexpr int64_t B = 32;
+  for (int64_t i0 = 0; i0 < K; i0 += B) {
+    const int64_t i1 = std::min(K, i0 + B);
+    for (int64_t j0 = i0; j0 < K; j0 += B) {
+      const int64_t j1 = std::min(K, j0 + B);
+      for (int64_t i = i0; i < i1; i++) {
+        for (int64_t j = std::max(j0, i); j < j1; j++) {
+          const double v = (static_cast<double>(g[i * K + j]) + static_cast<double>(g[j * K + i])) * half;
+          out[i * d + j] = v;
+          out[j * d + i] = v;
+        }
+      }
+    }
+  }
+  if (cOff >= 0) {
+    const float* c = data.Data() + cOff;
+    for (int64_t i = 0; i < K; i++) {
+      const double m = static_cast<double>(c[i]) / count;
+      out[i * d + K] = m;
+      out[K * d + i] = m;
+    }
+    out[K * d + K] = 1;
+  }
+  return info.Env().Undefined();
+}
+
+// allFinite(a: Float64Array) → boolean
+Napi::Value AllFinite(const Napi::CallbackInfo& info) {
+  auto a = info[0].As<Napi::Float64Array>();
+  const double* p = a.Data();
+  const size_t n = a.ElementLength();
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += p[i] * 0.0;  // 0 for finite entries, NaN otherwise
+  return Napi::Boolean::New(info.Env(), s == 0);
+}
+
+// emaUpdate(sum: Float64Array, x: Float64Array, decay): sum ← decay·sum + (1 − decay)·x
+Napi::Value EmaUpdate(const Napi::CallbackInfo& info) {
+  auto sum = info[0].As<Napi::Float64Array>();
+  auto x = info[1].As<Napi::Float64Array>();
+  const double e = info[2].As<Napi::Number>().DoubleValue();
+  if (sum.ElementLength() != x.ElementLength()) throw Napi::Error::New(info.Env(), "emaUpdate: lengths differ");
+  double* s = sum.Data();
+  const double* v = x.Data();
+  const double c = 1 - e;
+  const size_t n = sum.ElementLength();
+  for (size_t i = 0; i < n; i++) s[i] = e * s[i] + c * v[i];
+  return info.Env().Undefined();
+}
+
+}  // namespace dk

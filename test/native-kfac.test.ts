@@ -1,0 +1,51 @@
+/**
+ * The native engine's K-FAC bookkeeping (native/src/kfac.cc) against the TypeScript passes it replaces: the same
+ * bits for the factor moments and the moving-average fold, the same verdict of the finiteness check.
+ */
+import { describe, expect, it } from 'vitest';
+import { loadNative } from '../src/backend/native';
+import { momentFromGramTs } from '../src/kfac/factors';
+import { mulberry32 } from '../src/linalg/random';
+
+const addon = loadNative();
+
+describe.skipIf(!addon)('native K-FAC bookkeeping (skipped: the addon is not built)', () => {
+  const r = mulberry32(5);
+  it.each([1, 2, 31, 32, 33, 97, 300])('moment from a K×K Gram, K = %i, with and without the homogeneous coordinate, bit for bit', (K) => {
+    const data = Float32Array.from({ length: 7 + K * K + K }, () => 4 * r() - 2);
+    for (const cOff of [-1, 7 + K * K]) {
+      const d = cOff >= 0 ? K + 1 : K;
+      const want = momentFromGramTs(data, 7, cOff, 37, K, new Float64Array(d * d));
+      const got = new Float64Array(d * d);
+      addon!.momentFromGram(data, 7, cOff, 37, K, got);
+      let differ = 0;
+      let asym = 0;
+      for (let i = 0; i < d * d; i++) if (!Object.is(got[i], want[i])) differ++;
+      for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) if (got[i * d + j] !== got[j * d + i]) asym++;
+      expect({ differ, asym }).toEqual({ differ: 0, asym: 0 });
+    }
+  });
+  it('rejects arrays of the wrong size', () => {
+    expect(() => addon!.momentFromGram(new Float32Array(8), 0, -1, 1, 3, new Float64Array(9))).toThrow(/sizes do not match/);
+    expect(() => addon!.emaUpdate(new Float64Array(3), new Float64Array(4), 0.9)).toThrow(/lengths differ/);
+  });
+  it('moving-average fold equals the TypeScript loop bit for bit', () => {
+    const s = Float64Array.from({ length: 1001 }, () => r());
+    const x = Float64Array.from({ length: 1001 }, () => r() * 1e3);
+    const want = Float64Array.from(s, (v, i) => 0.95 * v + (1 - 0.95) * x[i]!);
+    addon!.emaUpdate(s, x, 0.95);
+    expect(Array.from(s)).toEqual(Array.from(want));
+  });
+  it('finiteness: NaN, ±Infinity anywhere are found; large finite values are not', () => {
+    const a = Float64Array.from({ length: 513 }, () => (r() - 0.5) * 1e300);
+    expect(addon!.allFinite(a)).toBe(true);
+    for (const bad of [Number.NaN, Infinity, -Infinity]) {
+      for (const at of [0, 256, 512]) {
+        const b = Float64Array.from(a);
+        b[at] = bad;
+        expect(addon!.allFinite(b), `${bad} at ${at}`).toBe(false);
+      }
+    }
+    expect(addon!.allFinite(new Float64Array(0))).toBe(true);
+  });
+});
