@@ -138,6 +138,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   DK_EXPORT(exports, "maxPoolGrad", MaxPoolGrad);
   DK_EXPORT(exports, "avgPoolGrad", AvgPoolGrad);
   DK_EXPORT(exports, "patches", Patches);
+  DK_EXPORT(exports, "patchSums", PatchSums);
   DK_EXPORT(exports, "batchNormForward", BatchNormForward);
   DK_EXPORT(exports, "batchNormBackward", BatchNormBackward);
   DK_EXPORT(exports, "reluGrad", ReluGrad);

@@ -91,6 +91,7 @@ Napi::Value Gemm(const Napi::CallbackInfo& info);
 Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info);
 Napi::Value AvgPoolGrad(const Napi::CallbackInfo& info);
 Napi::Value Patches(const Napi::CallbackInfo& info);
+Napi::Value PatchSums(const Napi::CallbackInfo& info);
 Napi::Value BatchNormForward(const Napi::CallbackInfo& info);
 Napi::Value BatchNormBackward(const Napi::CallbackInfo& info);
 Napi::Value ReluGrad(const Napi::CallbackInfo& info);

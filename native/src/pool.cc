@@ -148,3 +148,56 @@ Napi::Value Patches(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace dk
+
+namespace dk {
+
+// Per-example sums of the conv patches (K-FAC's cheap Appendix-A factors) without materialising them:
+// out[n, (i·kw + j)·C + c] = Σ_{y<Ho, x<Wo} xpad[n, y·sh + i, x·sw + j, c] (zero padding contributes nothing).
+// Separable: first the sums along x for every input row r and tap column j, then along y for every tap row i.
+// patchSums(heap, x, out, dims = [N, H, W, C, Ho, Wo, KH, KW, strideH, strideW, padTop, padLeft])
+Napi::Value PatchSums(const Napi::CallbackInfo& info) {
+  auto heap = info[0].As<Napi::ArrayBuffer>();
+  const int32_t* d = dimsOf(info[3], 12, "patchSums");
+  const int64_t n = d[0], h = d[1], w = d[2], C = d[3], ho = d[4], wo = d[5], kh = d[6], kw = d[7], sh = d[8],
+                sw = d[9], top = d[10], left = d[11];
+  const float* x = heapF32(heap, info[1]);
+  float* out = heapF32(heap, info[2]);
+#pragma omp parallel if (n * h * w * C >= kParallelMin)
+  {
+    std::vector<double> rows(static_cast<size_t>(h * kw * C));  // [r, j, c]: Σ_x xpad[r, x·sw + j, c]
+    std::vector<double> acc(static_cast<size_t>(C));
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < n; b++) {
+      const float* xb = x + b * h * w * C;
+      std::fill(rows.begin(), rows.end(), 0.0);
+      for (int64_t r = 0; r < h; r++) {
+        for (int64_t j = 0; j < kw; j++) {
+          double* dst = rows.data() + (r * kw + j) * C;
+          for (int64_t q = 0; q < wo; q++) {
+            const int64_t col = q * sw + j - left;
+            if (col < 0 || col >= w) continue;
+            const float* src = xb + (r * w + col) * C;
+            for (int64_t c = 0; c < C; c++) dst[c] += src[c];
+          }
+        }
+      }
+      float* ob = out + b * kh * kw * C;
+      for (int64_t i = 0; i < kh; i++) {
+        for (int64_t j = 0; j < kw; j++) {
+          std::fill(acc.begin(), acc.end(), 0.0);
+          for (int64_t y = 0; y < ho; y++) {
+            const int64_t r = y * sh + i - top;
+            if (r < 0 || r >= h) continue;
+            const double* src = rows.data() + (r * kw + j) * C;
+            for (int64_t c = 0; c < C; c++) acc[c] += src[c];
+          }
+          float* o = ob + (i * kw + j) * C;
+          for (int64_t c = 0; c < C; c++) o[c] = static_cast<float>(acc[c]);
+        }
+      }
+    }
+  }
+  return info.Env().Undefined();
+}
+
+}  // namespace dk

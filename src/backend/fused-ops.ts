@@ -6,7 +6,8 @@
  *   the closed form (dx = γ/σ · (dy − mean(dy) − x̂·mean(dy·x̂)) per chunk, dγ = Σ dy·x̂, dβ = Σ dy) instead of tfjs
  *   differentiating through moments, which took ~30 kernels per layer. Kernels `DkfacBatchNorm` /
  *   `DkfacBatchNormGrad` when registered for the active backend, else the same maths in tf ops.
- * - `DkfacPatches` (used by src/kfac/factors.ts `extractPatches`): every conv patch in one kernel where registered.
+ * - `DkfacPatches` / `DkfacPatchSums` (src/kfac/factors.ts `extractPatches`, `patchSums`): every conv patch, or the
+ *   per-example sum of the patches, in one kernel where registered.
  * - `registerReluGradFix`: Relu's gradient as one `DkfacReluGrad` kernel where registered (tfjs's own is
  *   Cast + Step + Multiply); other backends keep tfjs's gradient.
  */
@@ -17,6 +18,8 @@ export const BATCH_NORM_GRAD_KERNEL = 'DkfacBatchNormGrad';
 export const RELU_GRAD_KERNEL = 'DkfacReluGrad';
 /** Patch extraction (im2col) for K-FAC's KFC factors: inputs {x}, attrs {kernel, strides, padding}. */
 export const PATCHES_KERNEL = 'DkfacPatches';
+/** Per-example sums of the conv patches for the cheap Appendix-A factors: inputs {x}, attrs as DkfacPatches. */
+export const PATCH_SUMS_KERNEL = 'DkfacPatchSums';
 
 /** Whether the active backend has a kernel registered under `name`. */
 export function hasKernel(name: string): boolean {

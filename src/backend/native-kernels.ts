@@ -13,7 +13,7 @@
  * process.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_KERNEL, PATCHES_KERNEL, RELU_GRAD_KERNEL } from './fused-ops';
+import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_KERNEL, PATCH_SUMS_KERNEL, PATCHES_KERNEL, RELU_GRAD_KERNEL } from './fused-ops';
 import { findKernel, replaceKernel } from './kernel-util';
 import { middleReduction } from './wasm-loops';
 import type { NativeAddon } from './native';
@@ -233,17 +233,20 @@ function nativeKernels(addon: NativeAddon, fallback: Fallbacks): Record<string, 
     return out;
   };
 
-  const patches: tf.KernelFunc = (args) => {
-    const { x } = args.inputs as { x: tf.TensorInfo };
-    const { kernel, strides, padding } = args.attrs as unknown as { kernel: [number, number]; strides: [number, number]; padding: 'same' | 'valid' };
-    const [n, , , C] = x.shape as [number, number, number, number];
-    const dims = poolDims(x.shape, { filterSize: kernel, strides, pad: padding });
-    const [ho, wo] = [dims![4]!, dims![5]!];
-    const out = makeOutput(args.backend, [n, ho, wo, kernel[0] * kernel[1] * C]);
-    const be = args.backend;
-    if (size(out.shape) > 0) addon.patches(heapOf(be), offsetOf(be, x), offsetOf(be, out), dims!);
-    return out;
-  };
+  /** DkfacPatches (all patches, [N, Ho, Wo, K]) and DkfacPatchSums (their per-example sums, [N, K]). */
+  const patchKernel =
+    (sums: boolean): tf.KernelFunc =>
+    (args) => {
+      const { x } = args.inputs as { x: tf.TensorInfo };
+      const { kernel, strides, padding } = args.attrs as unknown as { kernel: [number, number]; strides: [number, number]; padding: 'same' | 'valid' };
+      const [n, , , C] = x.shape as [number, number, number, number];
+      const dims = poolDims(x.shape, { filterSize: kernel, strides, pad: padding })!;
+      const K = kernel[0] * kernel[1] * C;
+      const out = makeOutput(args.backend, sums ? [n, K] : [n, dims[4]!, dims[5]!, K]);
+      const be = args.backend;
+      if (size(out.shape) > 0) (sums ? addon.patchSums : addon.patches)(heapOf(be), offsetOf(be, x), offsetOf(be, out), dims);
+      return out;
+    };
 
   const bnDims = (x: tf.TensorInfo, chunks: number) => {
     const C = x.shape[x.shape.length - 1]!;
@@ -382,7 +385,8 @@ function nativeKernels(addon: NativeAddon, fallback: Fallbacks): Record<string, 
     [BATCH_NORM_KERNEL]: batchNorm,
     [BATCH_NORM_GRAD_KERNEL]: batchNormGrad,
     [RELU_GRAD_KERNEL]: reluGrad,
-    [PATCHES_KERNEL]: patches,
+    [PATCHES_KERNEL]: patchKernel(false),
+    [PATCH_SUMS_KERNEL]: patchKernel(true),
     Conv2D: conv2d,
     FusedConv2D: fusedConv2d,
     Conv2DBackpropInput: conv2dBackpropInput,
@@ -413,10 +417,11 @@ export const NATIVE_KERNELS = [
   BATCH_NORM_GRAD_KERNEL,
   RELU_GRAD_KERNEL,
   PATCHES_KERNEL,
+  PATCH_SUMS_KERNEL,
 ] as const;
 
 /** The kernels of NATIVE_KERNELS that only the native engine has (no wasm kernel to fall back to or restore). */
-const NATIVE_ONLY: readonly string[] = [BATCH_NORM_KERNEL, BATCH_NORM_GRAD_KERNEL, RELU_GRAD_KERNEL, PATCHES_KERNEL];
+const NATIVE_ONLY: readonly string[] = [BATCH_NORM_KERNEL, BATCH_NORM_GRAD_KERNEL, RELU_GRAD_KERNEL, PATCHES_KERNEL, PATCH_SUMS_KERNEL];
 
 /** The wasm registrations the native kernels replaced (restored by `disableNativeKernels`). */
 const replaced = new Map<string, tf.KernelConfig>();

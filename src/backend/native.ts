@@ -37,6 +37,7 @@ export interface NativeAddon {
   maxPoolGrad(heap: ArrayBuffer, dy: number, x: number, dx: number, dims: Int32Array): void;
   avgPoolGrad(heap: ArrayBuffer, dy: number, dx: number, dims: Int32Array): void;
   patches(heap: ArrayBuffer, x: number, out: number, dims: Int32Array): void;
+  patchSums(heap: ArrayBuffer, x: number, out: number, dims: Int32Array): void;
   batchNormForward(
     heap: ArrayBuffer, x: number, gamma: number, beta: number, y: number, xhat: number, mean: number, variance: number,
     dims: Int32Array, eps: number,

@@ -15,7 +15,7 @@
  *  - batch-norm scale/shift  F̂ = E_n[g gᵀ], g = [Σ_sp ds·x̂ ; Σ_sp ds]                            [P §6.2.1, App. C]
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasKernel, PATCHES_KERNEL } from '../backend/fused-ops';
+import { hasKernel, PATCH_SUMS_KERNEL, PATCHES_KERNEL } from '../backend/fused-ops';
 import { loadNative } from '../backend/native';
 import type { Padding } from '../nn/layers';
 import { topSingularPairs } from '../linalg';
@@ -239,6 +239,9 @@ function tapSelection(n: number, k: number, s: number, out: number, before: numb
  * padding contributes nothing). Two thin 2-D matrix products, no per-offset slices (those are slow on wasm).
  */
 export function patchSums(x: tf.Tensor4D, g: ConvGeometry): tf.Tensor2D {
+  if (hasKernel(PATCH_SUMS_KERNEL)) {
+    return tf.engine().runKernel(PATCH_SUMS_KERNEL, { x }, { kernel: g.kernel, strides: g.strides, padding: g.padding }) as tf.Tensor2D;
+  }
   return tf.tidy(() => {
     const [M, H, W, C] = x.shape;
     const [kh, kw] = g.kernel;
