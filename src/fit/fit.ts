@@ -10,6 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
+import { shardIndices, shuffleInPlace } from '../../data-pipeline/stream';
 import { registerAvgPoolGradFix } from '../backend/avgpool-grad';
 import { registerWasmTrainingFixes } from '../backend/wasm-fixes';
 import { fromLayersModel, writeBackWeights } from '../nn/from-layers';
@@ -348,13 +349,7 @@ export async function fitKfac(model: tf.LayersModel, x: tf.Tensor, y: tf.Tensor,
         yield* slices(trainX, trainY, batchSize, true);
         return;
       }
-      const rng = seedrandom(`fitKfac:${o.seed}:${epoch}`);
-      const order = new Int32Array(n);
-      for (let i = 0; i < n; i++) order[i] = i;
-      for (let i = n - 1; i > 0; i--) {
-        const j = Math.floor(rng() * (i + 1));
-        [order[i], order[j]] = [order[j], order[i]];
-      }
+      const order = shuffleInPlace(shardIndices(n), seedrandom(`fitKfac:${o.seed}:${epoch}`));
       for (let i = 0; i < n; i += batchSize) {
         const idx = tf.tensor1d(order.subarray(i, Math.min(n, i + batchSize)), 'int32');
         const b = { x: tf.gather(trainX, idx), y: tf.gather(trainY, idx), owned: true, checked: true };

@@ -3,10 +3,42 @@
  * the Trainer of trainer.ts driven by the run session (CSV rows, sidecar, checkpoints, resume) of session.ts.
  * Node only (files); the Trainer itself has no Node dependency and also runs in the browser demo.
  */
+import type { BackendInfo } from '../backend';
 import { buildModel } from '../nn/zoo';
 import type { RunConfig } from './config';
+import type { RunSidecar } from './schema';
 import { runFingerprint, runSession, TrackedStream } from './session';
-import { makeOptimizer, polyakDecayOf, type RunContext, type RunSummary, Trainer, type TrainerState } from './trainer';
+import { makeOptimizer, polyakDecayOf, type TrainData, Trainer, type TrainerState } from './trainer';
+
+export interface RunContext {
+  experiment: string;
+  profile: string;
+  resultsDir: string;
+  backend: BackendInfo;
+  data: TrainData;
+  /** extra fields for the sidecar (e.g. where tuned settings came from) */
+  notes?: Record<string, unknown>;
+  /** continue from the run's checkpoint where there is one; skip the run when its sidecar says it finished */
+  resume?: boolean;
+}
+
+export interface RunSummary {
+  run: string;
+  csvPath: string;
+  sidecarPath: string;
+  status: RunSidecar['status'];
+  steps: number;
+  finalTrainLoss: number;
+  finalTestLoss?: number;
+  finalTestError?: number;
+  wallSeconds: number;
+  secondsPerStep: number;
+  /** the run had finished before and was skipped (resume) */
+  skipped?: boolean;
+  /** the step of the checkpoint this run was continued from (resume) */
+  resumedFrom?: number;
+}
+
 
 /**
  * Trains one configured run to its example budget in this process, writing its CSV and sidecar (and checkpoints;

@@ -4,13 +4,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Batch, BatchStream, DataSource, Shard, Split } from '../../data-pipeline/types';
-import type { BackendInfo } from '../backend';
 import type { Model } from '../nn/model';
 import { crossEntropy, errorCount } from '../nn/model';
 import { kfacParts } from '../kfac/optimizer';
 import type { RunConfig } from './config';
 import { assignTensors, saveTensors, type TensorData } from './tensors';
-import type { CsvRow, RunSidecar } from './schema';
+import type { CsvRow } from './schema';
 import {
   decayInterval,
   type Grads,
@@ -290,35 +289,6 @@ export interface TrainerState {
   velocity: Map<string, TensorData>;
   polyak: { avg: Map<string, TensorData>; steps: number };
   optimizer?: unknown;
-}
-
-export interface RunContext {
-  experiment: string;
-  profile: string;
-  resultsDir: string;
-  backend: BackendInfo;
-  data: TrainData;
-  /** extra fields for the sidecar (e.g. where tuned settings came from) */
-  notes?: Record<string, unknown>;
-  /** continue from the run's checkpoint where there is one; skip the run when its sidecar says it finished */
-  resume?: boolean;
-}
-
-export interface RunSummary {
-  run: string;
-  csvPath: string;
-  sidecarPath: string;
-  status: RunSidecar['status'];
-  steps: number;
-  finalTrainLoss: number;
-  finalTestLoss?: number;
-  finalTestError?: number;
-  wallSeconds: number;
-  secondsPerStep: number;
-  /** the run had finished before and was skipped (resume) */
-  skipped?: boolean;
-  /** the step of the checkpoint this run was continued from (resume) */
-  resumedFrom?: number;
 }
 
 /** Polyak decay ξ of a run: the configured value, or exp(−1/steps per epoch) for 'epoch'. */
