@@ -67,10 +67,10 @@ function panel(field: 'loss' | 'acc', title: string, yTitle: string): TopLevelSp
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title,
-    width: 440,
+    width: 360,
     height: 240,
-    padding: { left: 16, top: 4, right: 4, bottom: 4 },
-    config: { legend: { orient: 'bottom', direction: 'horizontal' } },
+    // re-measure axes and legends as rows stream in (the first layout sees no data)
+    autosize: { type: 'pad', resize: true },
     layer: [
       {
         data: { name: 'steps' },

@@ -33,10 +33,23 @@ scope.onmessage = (e) => {
 
 async function run(p: StartMessage): Promise<void> {
   const here = scope.location.href;
-  const info = await initBackend(p.backend as 'auto', { wasmPaths: new URL('./wasm/', here).href });
+  const wasmPaths = new URL('./wasm/', here).href;
+  const info = await initBackend(p.backend as 'auto', { wasmPaths });
   post({ type: 'backend', name: info.name, detail: info.detail });
   post({ type: 'status', text: 'loading Fashion-MNIST' });
   const ds = await fetchIdxDataset('fashion-mnist', new URL('./data/', here).href);
+  try {
+    await train(p, ds);
+  } catch (e) {
+    // WebGPU chosen automatically but failing to train (e.g. a driver without a needed feature): wasm instead
+    if (info.name === 'wasm' || p.backend !== 'auto' || stop) throw e;
+    const wasm = await initBackend('wasm', { wasmPaths });
+    post({ type: 'backend', name: wasm.name, detail: `${wasm.detail}; ${info.name} failed to train: ${(e as Error).message}` });
+    await train(p, ds);
+  }
+}
+
+async function train(p: StartMessage, ds: Awaited<ReturnType<typeof fetchIdxDataset>>): Promise<void> {
   const xTest = tf.tensor4d(ds.test.images, [ds.test.count, ds.height, ds.width, 1]);
   const yTest = tf.tensor1d(ds.test.labels, 'int32');
   // the schedules' half epoch in steps of the real epoch (an "epoch" of fitDatasetKfac here is one evaluation period)
