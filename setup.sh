@@ -2,8 +2,9 @@
 # dkfac set-up: the one command of the README's quick start.
 #  - Node packages from the lockfile (npm ci). The optional GPU/native backends (@tensorflow/tfjs-node[-gpu], webgpu)
 #    install where their downloads are reachable and are silently skipped where they are not.
-#  - Debian's Chromium, used only to check that reports/index.html renders in a real headless browser
-#    (installed with apt-get when running as root and it is missing; otherwise a note is printed).
+#  - Debian's Chromium, used to check in a real headless browser that reports/index.html renders and that the demo
+#    page (demo/) trains (installed with apt-get when running as root and it is missing; otherwise a note is printed).
+#  - npm ci runs the package's `prepare` (npm run build: dist/ for the package and its tests).
 set -euo pipefail
 cd "$(dirname "$0")"
 

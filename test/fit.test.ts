@@ -182,6 +182,22 @@ describe('fitKfac on a Sequential convnet', () => {
   });
 });
 
+describe('tfjs callbacks', () => {
+  it("tf.callbacks.earlyStopping stops fitKfac as it stops model.fit", async () => {
+    const lm = convnet(8);
+    lm.compile({ optimizer: 'sgd', loss: 'sparseCategoricalCrossentropy' });
+    // an improvement of more than 10 nats per epoch is never seen: the second epoch ends the training
+    const h = await fitKfac(lm, x, yInt, {
+      epochs: 6,
+      batchSize: 128,
+      verbose: 0,
+      callbacks: [tf.callbacks.earlyStopping({ monitor: 'loss', minDelta: 10, patience: 0 })],
+    });
+    expect(h.epoch).toEqual([0, 1]);
+    lm.dispose();
+  });
+});
+
 describe('fitKfac on a functional model with a layer K-FAC cannot precondition', () => {
   it('trains it with the identity, names it once, leaves frozen layers alone', async () => {
     const input = tf.input({ shape: [28, 28, 1] });
