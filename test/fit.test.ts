@@ -178,6 +178,9 @@ describe('fitKfac on a Sequential convnet', () => {
     const [vl] = [lm.evaluate(x.slice(288), yInt.slice(288).toFloat().reshape([-1, 1]))].flat() as tf.Scalar[];
     expect(vl!.dataSync()[0]).toBeCloseTo(h.history.val_loss[0]!, 5);
     expect(weightsOf(lm).some((w, i) => maxAbsDiff(w, before[i]!) > 1e-4)).toBe(true);
+    // the next call starts afresh: the stop request of the last one is cleared
+    const again = await fitKfac(lm, x, yInt, { optimizer: sgd({ lr: 0.05 }), epochs: 2, batchSize: 128, verbose: 0 });
+    expect(again.epoch).toEqual([0, 1]);
     lm.dispose();
   });
 });

@@ -14,17 +14,9 @@ import { shardIndices, shuffleInPlace } from '../../data-pipeline/stream';
 import { registerAvgPoolGradFix } from '../backend/avgpool-grad';
 import { registerWasmTrainingFixes } from '../backend/wasm-fixes';
 import { fromLayersModel, writeBackWeights } from '../nn/from-layers';
-import { ConfigError, formatIssues, type OptimizerConfig } from '../train/config';
+import { type OptimizerConfig, parseConfig } from '../train/config';
 import { makeOptimizer, Trainer } from '../train/trainer';
-import {
-  DatasetFitOptions,
-  type FitCallbacks,
-  FitOptions,
-  isTensor,
-  kfac,
-  type Logs,
-} from './options';
-import type { z } from 'zod';
+import { DatasetFitOptions, type FitCallbacks, FitOptions, isTensor, kfac, type Logs } from './options';
 
 /** What `fitKfac` returns: the shape of tfjs's `History`. */
 export interface KfacHistory {
@@ -55,12 +47,6 @@ interface Source {
   samples?: number;
   batchSize?: number;
   close(): void;
-}
-
-function validate<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const r = schema.safeParse(value ?? {});
-  if (!r.success) throw new ConfigError(`invalid ${what}:\n${formatIssues(r.error)}`);
-  return r.data;
 }
 
 const warned = new WeakSet<tf.LayersModel>();
@@ -124,7 +110,7 @@ function stopRequested(lm: tf.LayersModel): boolean {
 
 function clearStop(lm: tf.LayersModel): void {
   try {
-    clearStop(lm);
+    lm.stopTraining = false;
   } catch {
     // uncompiled Sequential: nothing can have set it
   }
@@ -244,8 +230,8 @@ async function train(lm: tf.LayersModel, source: Source, o: LoopOptions): Promis
     await call((cb) => cb.onTrainEnd?.({}));
     return history;
   } finally {
-    // the weights of the last completed epoch are in the LayersModel already; a stop mid-epoch writes the rest
-    if (trainer && stopRequested(lm)) writeBackWeights(model, lm);
+    // the weights of the last completed epoch (or of the batch a stop came after) are in the LayersModel already;
+    // an error mid-epoch leaves it at the previous epoch's
     (trainer as Trainer | null)?.dispose();
     model.dispose();
     source.close();
@@ -309,7 +295,7 @@ function checkedPair(lm: tf.LayersModel, x: tf.Tensor, y: tf.Tensor, what: strin
  * ```
  */
 export async function fitKfac(model: tf.LayersModel, x: tf.Tensor, y: tf.Tensor, options: FitOptions = {}): Promise<KfacHistory> {
-  const o = validate(FitOptions, options, 'fitKfac options');
+  const o = parseConfig(FitOptions, options ?? {}, 'fitKfac options');
   if (!isTensor(x) || !isTensor(y)) throw new Error('fitKfac: x and y must be tensors');
   if (x.shape[0] !== y.shape[0]) throw new Error(`fitKfac: x has ${x.shape[0]} examples, y ${y.shape[0]}`);
   const labels = checkedPair(model, x, y, 'fitKfac');
@@ -378,7 +364,7 @@ function elementBatch(e: unknown, what: string): UserBatch {
  * one. Everything else is as {@link fitKfac}.
  */
 export async function fitDatasetKfac(model: tf.LayersModel, dataset: tf.data.Dataset<tf.TensorContainer>, options: DatasetFitOptions = {}): Promise<KfacHistory> {
-  const o = validate(DatasetFitOptions, options, 'fitDatasetKfac options');
+  const o = parseConfig(DatasetFitOptions, options ?? {}, 'fitDatasetKfac options');
   const what = 'fitDatasetKfac';
   if (!dataset || typeof dataset.iterator !== 'function') throw new Error(`${what}: expected a tf.data.Dataset`);
   let shared: Awaited<ReturnType<tf.data.Dataset<tf.TensorContainer>["iterator"]>> | null = null;

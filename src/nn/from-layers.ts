@@ -78,6 +78,18 @@ function unsupported(cls: string, c: Cfg, inputRank: number): string | null {
 
 const OUTPUT_ACTIVATIONS = new Set(['softmax', 'linear', undefined]);
 
+/**
+ * A dkfac {@link Model} computing what `lm` computes, with `lm`'s weights copied in (layers run by tfjs share theirs),
+ * for custom training loops with {@link KfacOptimizer}; {@link writeBackWeights} returns the trained weights.
+ * `fitKfac` does all of this for you.
+ *
+ * @example
+ * ```ts
+ * const { model, warnings, toModelInput } = fromLayersModel(lm);
+ * const logits = tf.tidy(() => model.forward(toModelInput(x), { training: false }).logits);
+ * ```
+ * @throws for several inputs or outputs, an input of rank above 3, or an output activation other than softmax/linear
+ */
 export function fromLayersModel(lm: tf.LayersModel, seed = 0): FromLayersResult {
   if (lm.inputs.length !== 1 || lm.outputs.length !== 1) throw new Error('fromLayersModel: one input and one output only');
   const inShape = lm.inputs[0].shape.slice(1);
