@@ -4,6 +4,7 @@
  * (12,000 training and 2,000 test images; `--data-dir` for another copy).
  *
  *   npx tsx examples/fashion-mnist-layers.ts [--optimizer kfac|sgd] [--epochs 2] [--batch-size 64] [--out DIR]
+ *                                            [--damping λ] [--c0 c] [--lr η]
  *
  * In your own project the imports are `from 'dkfac'` instead of '../src'.
  */
@@ -26,13 +27,15 @@ const opts = new Command()
   .description('trains a tfjs-layers convnet with fitKfac, evaluates, saves and reloads it')
   .option('--optimizer <kind>', 'kfac or sgd', 'kfac')
   .option('--lr <rate>', 'SGD learning rate', parseFloat, 0.02)
+  .option('--damping <λ>', 'K-FAC damping (default: kfac()\'s)', parseFloat)
+  .option('--c0 <c>', 'K-FAC KL threshold c0 (default: kfac()\'s)', parseFloat)
   .option('--epochs <n>', 'epochs', positive, 2)
   .option('--batch-size <n>', 'batch size', positive, 64)
   .option('--examples <n>', 'use the first N training examples', positive)
   .option('--data-dir <dir>', 'a folder with the Fashion-MNIST IDX files (default: the embedded subset)')
   .option('--out <dir>', 'where the model is saved', 'models/fashion-mnist-convnet')
   .parse()
-  .opts<{ optimizer: string; lr: number; epochs: number; batchSize: number; examples?: number; dataDir?: string; out: string }>();
+  .opts<{ optimizer: string; lr: number; damping?: number; c0?: number; epochs: number; batchSize: number; examples?: number; dataDir?: string; out: string }>();
 if (opts.optimizer !== 'kfac' && opts.optimizer !== 'sgd') {
   console.error(`error: --optimizer must be kfac or sgd, got '${opts.optimizer}'`);
   process.exit(2);
@@ -57,7 +60,10 @@ async function main(): Promise<void> {
 
   const t0 = performance.now();
   await fitKfac(model, xTrain, yTrain, {
-    optimizer: opts.optimizer === 'kfac' ? kfac() : sgd({ lr: opts.lr }),
+    optimizer:
+      opts.optimizer === 'kfac'
+        ? kfac({ ...(opts.damping !== undefined && { damping: opts.damping }), ...(opts.c0 !== undefined && { stepSize: { rule: 'kl', c0: opts.c0 } }) })
+        : sgd({ lr: opts.lr }),
     epochs: opts.epochs,
     batchSize: opts.batchSize,
     validationData: [xTest, yTest],

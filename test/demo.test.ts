@@ -4,7 +4,7 @@
  * two web workers on wasm for a few steps; both training losses fall, the test evaluations arrive, no console error
  * occurs, the page answers while training, Stop stops both runs, and a screenshot is saved.
  */
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -49,7 +49,9 @@ describe('demo page in headless Chromium', () => {
       console.warn(`SKIPPED browser demo check: no Chromium at ${CHROMIUM_PATH}`);
       ctx.skip();
     }
-    const screenshot = join(dir, 'demo.png');
+    // kept after the run for a person to look at (demo/dist/ is not versioned)
+    mkdirSync(join(import.meta.dirname, '..', 'demo', 'dist'), { recursive: true });
+    const screenshot = join(import.meta.dirname, '..', 'demo', 'dist', 'test.screenshot.png');
     const r = await runDemoInBrowser(server.url, { query: 'steps=200&evalEvery=10&batch=32', stopAfter: 24, screenshot, timeoutMs: 240_000 });
     expect(r.consoleErrors).toEqual([]);
     expect(r.backend?.name).toBe('wasm');
