@@ -4,10 +4,11 @@
 #      g++, make, python3      the C++ toolchain node-gyp builds the native engine with
 #      libdnnl-dev             oneDNN: convolutions and products of the native engine
 #      libopenblas-dev         OpenBLAS with LAPACK: K-FAC's inverses and eigendecompositions
-#      chromium                the headless-browser checks of the report page
+#      chromium                the headless-browser checks of the report page and the demo
 #  - Node packages from the lockfile (npm ci), which also builds the native addon (native/build.mjs): where it cannot
 #    be built, npm ci still succeeds and runs use the wasm engine, saying why. The optional GPU/native tfjs backends
 #    (@tensorflow/tfjs-node[-gpu], webgpu) install where their downloads are reachable and are skipped where not.
+#  - npm ci also runs the package's `prepare` (npm run build: dist/ for the package and its tests).
 set -euo pipefail
 cd "$(dirname "$0")"
 

@@ -73,8 +73,22 @@ describe('fromLayersModel', () => {
     model.dispose();
   });
 
-  it('rejects a layer it cannot register, naming it', () => {
-    const lm = tf.sequential({ layers: [tf.layers.conv2d({ inputShape: [6, 6, 1], filters: 2, kernelSize: 3, dilationRate: 2 }), tf.layers.flatten(), tf.layers.dense({ units: 2 })] });
-    expect(() => fromLayersModel(lm)).toThrow(/dilated/);
+  it('runs a layer it cannot register as tfjs does, and names it', () => {
+    const lm = tf.sequential({
+      layers: [tf.layers.conv2d({ name: 'dil', inputShape: [6, 6, 1], filters: 2, kernelSize: 3, dilationRate: 2 }), tf.layers.flatten(), tf.layers.dense({ units: 2 })],
+    });
+    const { model, warnings, skipped } = fromLayersModel(lm);
+    expect(skipped).toEqual(['dil']);
+    expect(warnings.join()).toMatch(/dil: dilated Conv2D \(dilation 2x2\) has no K-FAC block/);
+    expect(model.layers.map((l) => l.kind)).toEqual(['dense']);
+    const x = tf.randomNormal([3, 6, 6, 1], 0, 1, 'float32', 5);
+    const want = (lm.predict(x) as tf.Tensor).dataSync();
+    const got = tf.tidy(() => model.forward(x as tf.Tensor4D, { training: false }).logits.dataSync());
+    for (let i = 0; i < want.length; i++) expect(got[i]).toBeCloseTo(want[i]!, 5);
+    // an output activation the softmax cross-entropy cannot train is an error naming the layer
+    const sig = tf.sequential({ layers: [tf.layers.dense({ name: 'sig', inputShape: [4], units: 3, activation: 'sigmoid' })] });
+    expect(() => fromLayersModel(sig)).toThrow(/layer sig: output activation 'sigmoid'/);
+    tf.dispose(x);
+    model.dispose();
   });
 });

@@ -19,7 +19,8 @@ import type { RunConfig } from '../src/train/config';
 import { CSV_COLUMNS } from '../src/train/schema';
 import { checkpointPath, type RunCheckpoint } from '../src/train/session';
 import { clearStop, requestStop } from '../src/train/stop';
-import { type RunContext, type RunSummary, runTraining, type TrainData } from '../src/train/trainer';
+import { type RunContext, type RunSummary, runTraining } from '../src/train/run';
+import type { TrainData } from '../src/train/trainer';
 import { runCfg, trainData } from './distributed-helpers';
 
 let backend: BackendInfo;

@@ -12,7 +12,8 @@ import { initBackend } from '../src/backend';
 import { buildModel } from '../src/nn/zoo';
 import { ConfigError, parseConfig, RunConfig } from '../src/train/config';
 import { CSV_COLUMNS } from '../src/train/schema';
-import { makeOptimizer, runTraining, splitBatches, Trainer } from '../src/train/trainer';
+import { runTraining } from '../src/train/run';
+import { makeOptimizer, splitBatches, Trainer } from '../src/train/trainer';
 import { decayed, decayInterval, MomentumUpdater, PolyakAverage, stepSize } from '../src/train/update';
 import { openTrainData } from '../experiments/data';
 

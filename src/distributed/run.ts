@@ -7,7 +7,8 @@
  */
 import type { RunConfig } from '../train/config';
 import { runFingerprint, runSession, TrackedStream } from '../train/session';
-import { polyakDecayOf, type RunContext, type RunSummary } from '../train/trainer';
+import type { RunContext, RunSummary } from '../train/run';
+import { polyakDecayOf } from '../train/trainer';
 import { buildModel } from '../nn/zoo';
 import { type DistConfig, type Injections, ParameterServer, type ParameterServerState } from './server';
 

@@ -95,6 +95,22 @@ export class KfacStopError extends Error {
  * The K-FAC state machine. Holds the Fisher blocks, their current inverses and the step they were computed from.
  * The inverse refresh is pluggable (`refreshInverses`), so the distributed runtime can install inverses computed
  * asynchronously by worker threads through `installInverses`.
+ *
+ * In a custom loop (kfac-pytorch style: two calls added to the loop), with `model` from `fromLayersModel`:
+ * @example
+ * ```ts
+ * const opt = new KfacOptimizer(model, kfac());
+ * for (let step = 0; step < steps; step++) {
+ *   opt.observe(x, y, step);                        // curvature statistics; inverses every inverseEvery steps
+ *   const { grads } = tf.variableGrads(() => crossEntropy(model.forward(x, { training: true }).logits, y));
+ *   const named = new Map([...model.params].map(([k, v]) => [k, grads[v.name]]));
+ *   const { v, vDotG } = opt.precondition(named);   // v = (F̂ + λI)⁻¹ g per block
+ *   const eta = Math.min(1, Math.sqrt(0.001 / vDotG!)); // the KL step rule
+ *   tf.tidy(() => { for (const [k, p] of model.params) p.assign(p.sub(v.get(k)!.mul(eta))); });
+ *   tf.dispose([...Object.values(grads), ...v.values()]);
+ * }
+ * writeBackWeights(model, lm);
+ * ```
  */
 export class KfacOptimizer {
   readonly blocks: FisherBlock[];

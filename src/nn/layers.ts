@@ -71,6 +71,8 @@ export class ParamStore {
   readonly vars = new Map<string, tf.Variable>();
   /** non-trainable state by name, e.g. 'conv1_bn/mean' */
   readonly state = new Map<string, tf.Variable>();
+  /** trainable parameters owned elsewhere (a tfjs layer's own variables, see from-layers.ts): never disposed here */
+  private readonly borrowed = new Set<string>();
   private static instances = 0;
   /** tfjs variable names are global: each store prefixes its own so several models can live in one process */
   readonly prefix = `m${ParamStore.instances++}`;
@@ -87,15 +89,24 @@ export class ParamStore {
     return seedrandom(`${this.seed}:${name}`);
   }
 
+  /** Trains a variable owned elsewhere as parameter `name` (it is not disposed with the store). */
+  adopt(name: string, v: tf.Variable): void {
+    if (this.vars.has(name)) throw new Error(`parameter ${name} exists already`);
+    if (!v.trainable) throw new Error(`parameter ${name}: the variable is not trainable`);
+    this.vars.set(name, v);
+    this.borrowed.add(name);
+  }
+
   trainable(): tf.Variable[] {
     return [...this.vars.values()];
   }
 
   dispose(): void {
-    for (const v of this.vars.values()) v.dispose();
+    for (const [k, v] of this.vars) if (!this.borrowed.has(k)) v.dispose();
     for (const v of this.state.values()) v.dispose();
     this.vars.clear();
     this.state.clear();
+    this.borrowed.clear();
   }
 
   numParams(): number {

@@ -25,7 +25,7 @@ import { gitInfo, machineInfo } from './provenance';
 import { readSidecar, RunWriter } from './results';
 import type { CsvRow, RunSidecar } from './schema';
 import { yieldAndCheckStop } from './stop';
-import type { RunContext, RunSummary } from './trainer';
+import type { RunContext, RunSummary } from './run';
 
 /** What one step of a loop reports to the run. */
 export interface LoopStep {

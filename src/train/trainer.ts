@@ -4,17 +4,14 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Batch, BatchStream, DataSource, Shard, Split } from '../../data-pipeline/types';
-import type { BackendInfo } from '../backend';
 import type { Model } from '../nn/model';
 import { crossEntropy, errorCount } from '../nn/model';
-import { buildModel } from '../nn/zoo';
 import type { KfacError } from '../kfac/errors';
 import { kfacParts } from '../kfac/optimizer';
 import { gradientsAndStatistics, type StatisticsOptions, type StatisticsResult } from '../kfac/statistics';
 import type { RunConfig } from './config';
-import { assignTensors, saveTensors, type TensorData } from './checkpoint';
-import type { CsvRow, RunSidecar } from './schema';
-import { runFingerprint, runSession, TrackedStream } from './session';
+import { assignTensors, saveTensors, type TensorData } from './tensors';
+import type { CsvRow } from './schema';
 import {
   decayInterval,
   type Grads,
@@ -81,7 +78,10 @@ export interface OptimizerParts {
 
 export type JointStatistics = StatisticsOptions & { fold(r: StatisticsResult | KfacError): void };
 
-export type OptimizerFactory = (cfg: RunConfig, model: Model, data: { epochSize: number }) => OptimizerParts;
+/** What an optimizer factory reads of a run's configuration (fitKfac builds one without the rest of a RunConfig). */
+export type OptimizerRunConfig = Pick<RunConfig, 'optimizer' | 'batchSize' | 'bnChunk' | 'seed'>;
+
+export type OptimizerFactory = (cfg: OptimizerRunConfig, model: Model, data: { epochSize: number }) => OptimizerParts;
 
 const factories = new Map<string, OptimizerFactory>();
 
@@ -107,7 +107,7 @@ registerOptimizer('kfac', (cfg, model, data) => {
   return kfacParts(o, model, { epochSize: data.epochSize, batchSize: cfg.batchSize, bnChunk: cfg.bnChunk, seed: cfg.seed });
 });
 
-export function makeOptimizer(cfg: RunConfig, model: Model, data: { epochSize: number }): OptimizerParts {
+export function makeOptimizer(cfg: OptimizerRunConfig, model: Model, data: { epochSize: number }): OptimizerParts {
   const f = factories.get(cfg.optimizer.kind);
   if (!f) throw new Error(`no optimizer registered for kind '${cfg.optimizer.kind}'`);
   return f(cfg, model, data);
@@ -162,37 +162,42 @@ export class Trainer {
     const x = tf.tensor4d(batch.images, batch.shape);
     const y = tf.tensor1d(batch.labels, 'int32');
     try {
-      const joint = this.opt.jointStatistics?.(this.step, x.shape[0]);
-      const { loss, errors, grads, bnStats } = joint ? this.gradientsWithStatistics(x, y, joint) : this.gradients(x, y);
-      try {
-        this.opt.observe?.(this.model, x, this.step, y);
-      } catch (e) {
-        tf.dispose([loss, errors, ...grads.values(), ...[...bnStats.values()].flatMap((b) => [b.mean, b.variance])]);
-        throw e;
-      }
-      const lossV = loss.dataSync()[0];
-      const errV = errors.dataSync()[0];
-      loss.dispose();
-      errors.dispose();
-      if (!Number.isFinite(lossV)) {
-        tf.dispose([...grads.values()]);
-        for (const s of bnStats.values()) tf.dispose([s.mean, s.variance]);
-        throw new TrainingDivergedError(`training diverged at step ${this.step}: loss is ${lossV}`);
-      }
-      const pre = this.opt.preconditioner.precondition(grads, this.step);
-      const info = stepSize(this.opt.stepSize, this.step, pre.vDotG);
-      this.momentum.apply(this.model.params, pre.v, info.eta, this.opt.weightDecay);
-      if (pre.v !== grads) tf.dispose([...pre.v.values()]);
-      tf.dispose([...grads.values()]);
-      this.model.updateBnState(bnStats);
-      for (const s of bnStats.values()) tf.dispose([s.mean, s.variance]);
-      this.polyak.update(this.averagedTensors());
-      this.step++;
-      return { loss: lossV, errors: errV, info };
+      return this.trainStepOn(x, y);
     } finally {
       x.dispose();
       y.dispose();
     }
+  }
+
+  /** One update on a batch already on the backend: images [N, H, W, C], integer labels [N] (not disposed). */
+  trainStepOn(x: tf.Tensor4D, y: tf.Tensor1D): StepResult {
+    const joint = this.opt.jointStatistics?.(this.step, x.shape[0]);
+    const { loss, errors, grads, bnStats } = joint ? this.gradientsWithStatistics(x, y, joint) : this.gradients(x, y);
+    try {
+      this.opt.observe?.(this.model, x, this.step, y);
+    } catch (e) {
+      tf.dispose([loss, errors, ...grads.values(), ...[...bnStats.values()].flatMap((b) => [b.mean, b.variance])]);
+      throw e;
+    }
+    const lossV = loss.dataSync()[0];
+    const errV = errors.dataSync()[0];
+    loss.dispose();
+    errors.dispose();
+    if (!Number.isFinite(lossV)) {
+      tf.dispose([...grads.values()]);
+      for (const s of bnStats.values()) tf.dispose([s.mean, s.variance]);
+      throw new TrainingDivergedError(`training diverged at step ${this.step}: loss is ${lossV}`);
+    }
+    const pre = this.opt.preconditioner.precondition(grads, this.step);
+    const info = stepSize(this.opt.stepSize, this.step, pre.vDotG);
+    this.momentum.apply(this.model.params, pre.v, info.eta, this.opt.weightDecay);
+    if (pre.v !== grads) tf.dispose([...pre.v.values()]);
+    tf.dispose([...grads.values()]);
+    this.model.updateBnState(bnStats);
+    for (const s of bnStats.values()) tf.dispose([s.mean, s.variance]);
+    this.polyak.update(this.averagedTensors());
+    this.step++;
+    return { loss: lossV, errors: errV, info };
   }
 
   /** `gradients` and, from the same forward pass, the statistics `joint` asks for (folded in here). */
@@ -214,7 +219,33 @@ export class Trainer {
 
   /** Test loss and error at the Polyak-averaged parameters, over at most `limit` examples of `batches`. */
   async evaluate(batches: AsyncIterable<Batch>, limit = Infinity): Promise<{ loss: number; error: number }> {
-    const avg = this.polyak.steps > 0 ? this.polyak.debiased() : null;
+    async function* tensors(): AsyncGenerator<{ x: tf.Tensor4D; y: tf.Tensor1D }> {
+      let n = 0;
+      for await (const b of batches) {
+        const m = Math.min(b.shape[0], limit - n);
+        if (m <= 0) break;
+        const per = b.shape[1] * b.shape[2] * b.shape[3];
+        yield {
+          x: tf.tensor4d(b.images.subarray(0, m * per), [m, b.shape[1], b.shape[2], b.shape[3]]),
+          y: tf.tensor1d(b.labels.subarray(0, m), 'int32'),
+        };
+        n += m;
+        if (n >= limit) break;
+      }
+    }
+    return this.evaluateTensors(tensors(), { averaged: true, dispose: true });
+  }
+
+  /**
+   * Mean loss and error over batches of tensors (images [N, H, W, C], integer labels [N]) in inference mode, at the
+   * Polyak-averaged parameters (`averaged`, the paper's evaluation) or at the live ones (what a tfjs user's
+   * model.evaluate sees after training). `dispose`: the batches are disposed once used.
+   */
+  async evaluateTensors(
+    batches: AsyncIterable<{ x: tf.Tensor4D; y: tf.Tensor1D }> | Iterable<{ x: tf.Tensor4D; y: tf.Tensor1D }>,
+    opts: { averaged: boolean; dispose?: boolean },
+  ): Promise<{ loss: number; error: number }> {
+    const avg = opts.averaged && this.polyak.steps > 0 ? this.polyak.debiased() : null;
     const override = new Map<string, tf.Tensor>();
     const overrideState = new Map<string, tf.Tensor>();
     if (avg) {
@@ -224,21 +255,20 @@ export class Trainer {
     let errSum = 0;
     let n = 0;
     try {
-      for await (const b of batches) {
-        const m = Math.min(b.shape[0], limit - n);
-        if (m <= 0) break;
-        const per = b.shape[1] * b.shape[2] * b.shape[3];
-        const [l, e] = tf.tidy(() => {
-          const x = tf.tensor4d(b.images.subarray(0, m * per), [m, b.shape[1], b.shape[2], b.shape[3]]);
-          const y = tf.tensor1d(b.labels.subarray(0, m), 'int32');
-          const { logits } = this.model.forward(x, { training: false, override, overrideState });
-          return [tf.mul(crossEntropy(logits, y), m), errorCount(logits, y)];
-        });
-        lossSum += l.dataSync()[0];
-        errSum += e.dataSync()[0];
-        tf.dispose([l, e]);
+      for await (const { x, y } of batches) {
+        const m = x.shape[0];
+        try {
+          const [l, e] = tf.tidy(() => {
+            const { logits } = this.model.forward(x, { training: false, override, overrideState });
+            return [tf.mul(crossEntropy(logits, y), m), errorCount(logits, y)];
+          });
+          lossSum += l.dataSync()[0];
+          errSum += e.dataSync()[0];
+          tf.dispose([l, e]);
+        } finally {
+          if (opts.dispose) tf.dispose([x, y]);
+        }
         n += m;
-        if (n >= limit) break;
       }
     } finally {
       if (avg) tf.dispose([...avg.values()]);
@@ -286,95 +316,8 @@ export interface TrainerState {
   optimizer?: unknown;
 }
 
-export interface RunContext {
-  experiment: string;
-  profile: string;
-  resultsDir: string;
-  backend: BackendInfo;
-  data: TrainData;
-  /** extra fields for the sidecar (e.g. where tuned settings came from) */
-  notes?: Record<string, unknown>;
-  /** continue from the run's checkpoint where there is one; skip the run when its sidecar says it finished */
-  resume?: boolean;
-}
-
-export interface RunSummary {
-  run: string;
-  csvPath: string;
-  sidecarPath: string;
-  status: RunSidecar['status'];
-  steps: number;
-  finalTrainLoss: number;
-  finalTestLoss?: number;
-  finalTestError?: number;
-  wallSeconds: number;
-  secondsPerStep: number;
-  /** the run had finished before and was skipped (resume) */
-  skipped?: boolean;
-  /** the step of the checkpoint this run was continued from (resume) */
-  resumedFrom?: number;
-}
-
 /** Polyak decay ξ of a run: the configured value, or exp(−1/steps per epoch) for 'epoch'. */
 export function polyakDecayOf(cfg: RunConfig, data: { epochSize: number }): number {
   const stepsPerEpoch = Math.max(1, Math.round(data.epochSize / cfg.batchSize));
   return cfg.polyak === 'epoch' ? Math.exp(-1 / stepsPerEpoch) : cfg.polyak;
-}
-
-/**
- * Trains one configured run to its example budget in this process, writing its CSV and sidecar (and checkpoints;
- * with ctx.resume it continues from the last one: see session.ts).
- */
-export function runTraining(cfg: RunConfig, ctx: RunContext): Promise<RunSummary> {
-  const { data } = ctx;
-  return runSession(cfg, ctx, {
-    fingerprint: runFingerprint(cfg, ctx),
-    fromSidecar: () => ({}),
-    build: () => {
-      const model = buildModel(cfg.model, [data.height, data.width, data.channels], data.numClasses, cfg.seed);
-      const opt = makeOptimizer(cfg, model, data);
-      const polyakDecay = polyakDecayOf(cfg, data);
-      const trainer = new Trainer(model, opt, cfg, polyakDecay);
-      const stream = new TrackedStream(data.train(cfg.seed));
-      let wall = 0;
-      return {
-        get steps() {
-          return trainer.step;
-        },
-        get wallSeconds() {
-          return wall;
-        },
-        sidecarConfig: { polyakDecay, numParams: model.numParams() },
-        async step() {
-          const batch = await stream.next(cfg.batchSize);
-          const t0 = performance.now();
-          const r = trainer.trainStep(batch);
-          wall += (performance.now() - t0) / 1000;
-          const fields = { wall_seconds: wall, sim_seconds: wall, learning_rate: r.info.eta, kl_threshold: r.info.klThreshold, ...opt.rowFields?.() };
-          return { loss: r.loss, errors: r.errors, examples: batch.labels.length, fields };
-        },
-        evaluate: () => trainer.evaluate(data.testBatches(500), cfg.evalExamples),
-        state: (): SingleProcessState => ({ trainer: trainer.state(), stream: stream.position(), wall }),
-        async restore(saved) {
-          const s = saved as SingleProcessState;
-          trainer.restore(s.trainer);
-          await stream.seek(s.stream);
-          wall = s.wall;
-        },
-        summary: () => opt.summary?.() ?? {},
-        result: () => ({}),
-        close: () => stream.close(),
-        dispose() {
-          trainer.dispose();
-          model.dispose();
-        },
-      };
-    },
-  });
-}
-
-interface SingleProcessState {
-  trainer: TrainerState;
-  stream: ReturnType<TrackedStream['position']>;
-  wall: number;
 }
