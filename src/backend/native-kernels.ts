@@ -16,7 +16,7 @@ import * as tf from '@tensorflow/tfjs';
 import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_KERNEL, PATCH_SUMS_KERNEL, PATCHES_KERNEL, RELU_GRAD_KERNEL } from './fused-ops';
 import { findKernel, replaceKernel } from './kernel-util';
 import { middleReduction } from './wasm-loops';
-import type { NativeAddon } from './native';
+import type { NativeAddon } from './native-handle';
 
 const BACKEND = 'wasm';
 

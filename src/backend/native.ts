@@ -14,54 +14,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type NativeAddon, registerNativeLoader } from './native-handle';
 
-/** The functions the addon exports (native/src/addon.cc). Offsets are byte offsets into the wasm heap. */
-export interface NativeAddon {
-  info(): {
-    dnnl: string;
-    /** the instruction set oneDNN's JIT kernels use here, e.g. 'avx512_core' */
-    cpuIsa: string;
-    dnnlCpuRuntime: string;
-    threads: number;
-    openblas: string;
-    openblasCore: string;
-    impls: Record<string, string>;
-    cachedPrimitives: number;
-  };
-  setThreads(n: number): void;
-  clearCache(): void;
-  convForward(heap: ArrayBuffer, x: number, w: number, bias: number, y: number, dims: Int32Array, act: number, alpha: number): void;
-  convBackwardData(heap: ArrayBuffer, dy: number, w: number, dx: number, dims: Int32Array): void;
-  convBackwardWeights(heap: ArrayBuffer, x: number, dy: number, dw: number, dims: Int32Array): void;
-  gemm(heap: ArrayBuffer, a: number, b: number, out: number, dims: Int32Array, bias: number, act: number, alpha: number): void;
-  maxPoolGrad(heap: ArrayBuffer, dy: number, x: number, dx: number, dims: Int32Array): void;
-  avgPoolGrad(heap: ArrayBuffer, dy: number, dx: number, dims: Int32Array): void;
-  patches(heap: ArrayBuffer, x: number, out: number, dims: Int32Array): void;
-  patchSums(heap: ArrayBuffer, x: number, out: number, dims: Int32Array): void;
-  batchNormForward(
-    heap: ArrayBuffer, x: number, gamma: number, beta: number, y: number, xhat: number, mean: number, variance: number,
-    dims: Int32Array, eps: number,
-  ): void;
-  batchNormBackward(
-    heap: ArrayBuffer, dy: number, xhat: number, gamma: number, variance: number, dx: number, dgamma: number,
-    dbeta: number, dims: Int32Array, eps: number,
-  ): void;
-  reluGrad(heap: ArrayBuffer, dy: number, x: number, dx: number, n: number): void;
-  momentFromGram(data: Float32Array, gOff: number, cOff: number, count: number, K: number, out: Float64Array): void;
-  allFinite(a: Float64Array): boolean;
-  emaUpdate(sum: Float64Array, x: Float64Array, decay: number): void;
-  concat(heap: ArrayBuffer, out: number, inputs: Float64Array, inners: Int32Array, outer: number): void;
-  split(heap: ArrayBuffer, x: number, outputs: Float64Array, inners: Int32Array, outer: number): void;
-  reduceMiddle(heap: ArrayBuffer, x: number, out: number, outer: number, reduced: number, inner: number, scale: number): void;
-  binary(heap: ArrayBuffer, a: number, b: number, out: number, n: number, nb: number, op: number): void;
-  // K-FAC's float64 linear algebra on LAPACK (native/src/linalg.cc), on plain Float64Arrays; see src/linalg/lapack.ts.
-  /** In place: a becomes the full inverse (null), or the first failing pivot (a then holds garbage). */
-  spdInverseF64(a: Float64Array, n: number, pivotTol: number): null | { pivot: number; value: number };
-  /** values ascending, eigenvectors as the columns of row-major `vectors`; returns LAPACK's info (0: converged). */
-  symEigF64(a: Float64Array, n: number, values: Float64Array, vectors: Float64Array): number;
-  /** OpenBLAS threads per LAPACK call (default 1), after setting it to k when given. */
-  linalgThreads(k?: number): number;
-}
+export type { NativeAddon } from './native-handle';
 
 /** Where node-gyp puts the addon, relative to the package root. */
 export const ADDON_PATH = 'native/build/Release/dkfac_native.node';
@@ -140,3 +95,6 @@ export function firstErrorLine(log: string): string | undefined {
     lines.find((l) => /\berror\b/i.test(l) && !/gyp ERR! (stack|System|command|cwd|node -v|node-gyp -v|not ok)/.test(l));
   return pick?.slice(0, 200);
 }
+
+// Code shared with the browser (src/kfac, src/linalg) reaches the addon through the handle, which has no Node imports.
+registerNativeLoader(() => ({ addon: loadNative(), reason: nativeUnavailableReason() }));

@@ -6,7 +6,7 @@
  * The denominator is carried by the same recurrence (w_k = ε w_{k−1} + (1 − ε), so w_k = 1 − ε^k), which makes a
  * constant input read back as itself to round-off after any number of updates.
  */
-import { loadNative } from '../backend/native';
+import { nativeAddon } from '../backend/native-handle';
 
 export class ZeroDebiasedEma {
   private sum: Float64Array | null = null;
@@ -25,7 +25,7 @@ export class ZeroDebiasedEma {
     else if (this.sum.length !== x.length) throw new Error(`EMA: got ${x.length} entries, expected ${this.sum.length}`);
     const s = this.sum;
     const c = 1 - e;
-    const addon = loadNative(); // the same loop in C++ (native/src/kfac.cc), bit for bit
+    const addon = nativeAddon(); // the same loop in C++ (native/src/kfac.cc), bit for bit
     if (addon) addon.emaUpdate(s, x, e);
     else for (let i = 0; i < s.length; i++) s[i] = e * s[i] + c * x[i];
     this.weight = e * this.weight + c;

@@ -2,7 +2,7 @@
  * The one error K-FAC's curvature code raises on bad numbers. It names the block (layer) and what went wrong and
  * decides nothing: the optimizer chooses whether to skip the step with raised damping or to stop.
  */
-import { loadNative } from '../backend/native';
+import { nativeAddon } from '../backend/native-handle';
 
 /** What was found non-finite or could not be inverted. */
 export type KfacErrorWhat =
@@ -41,7 +41,7 @@ export function firstNonFinite(a: ArrayLike<number>): number {
  * checked every step): x·0 is 0 for finite x and NaN otherwise, so the sum stays 0 exactly when all are finite.
  */
 function allFinite64(a: Float64Array): boolean {
-  const addon = loadNative();
+  const addon = nativeAddon();
   if (addon) return addon.allFinite(a);
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i]! * 0;

@@ -16,7 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { hasKernel, PATCH_SUMS_KERNEL, PATCHES_KERNEL } from '../backend/fused-ops';
-import { loadNative } from '../backend/native';
+import { nativeAddon } from '../backend/native-handle';
 import type { Padding } from '../nn/layers';
 import { topSingularPairs } from '../linalg';
 
@@ -91,7 +91,7 @@ export function readBackFlat(ts: tf.Tensor[]): { data: Float32Array; offsets: nu
 export function momentFromGram(data: Float32Array, gOff: number, cOff: number, count: number, K: number): Float64Array {
   const d = cOff >= 0 ? K + 1 : K;
   const out = new Float64Array(d * d);
-  const addon = loadNative(); // the same pass in C++ (native/src/kfac.cc), bit for bit
+  const addon = nativeAddon(); // the same pass in C++ (native/src/kfac.cc), bit for bit
   if (addon) {
     addon.momentFromGram(data, gOff, cOff, count, K, out);
     return out;

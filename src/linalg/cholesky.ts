@@ -17,7 +17,7 @@
  * above is its fallback and the tests' reference (`spdInverseTs`).
  */
 import { checkFinite, checkLength, LinalgError } from './errors.js';
-import type { NativeAddon } from '../backend/native.js';
+import type { NativeAddon } from '../backend/native-handle.js';
 import { gemmNT } from './kernel.js';
 import { activeLapack, requireLapack } from './lapack.js';
 

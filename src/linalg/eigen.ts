@@ -10,7 +10,7 @@
  * `symEig` itself runs on LAPACK's dsyevd where the native addon is built (src/linalg/lapack.ts); this code is its
  * fallback and the tests' reference (`symEigTs`).
  */
-import type { NativeAddon } from '../backend/native.js';
+import type { NativeAddon } from '../backend/native-handle.js';
 import { checkFinite, checkLength, LinalgError } from './errors.js';
 import { activeLapack, requireLapack } from './lapack.js';
 

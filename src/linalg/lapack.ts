@@ -11,7 +11,7 @@
  * 'auto' takes LAPACK when the addon loads; 'lapack' throws when it does not (an explicit request never falls back
  * silently).
  */
-import { loadNative, type NativeAddon, nativeUnavailableReason } from '../backend/native.js';
+import { type NativeAddon, nativeAddon, nativeAddonReason } from '../backend/native-handle.js';
 
 export type LinalgEngine = 'lapack' | 'ts';
 export type LinalgEngineChoice = 'auto' | LinalgEngine;
@@ -29,7 +29,7 @@ export function setLinalgEngine(choice: LinalgEngineChoice | undefined): void {
 
 function currentChoice(): LinalgEngineChoice {
   if (override) return override;
-  const env = process.env.DKFAC_LINALG;
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.DKFAC_LINALG;
   if (env === undefined || env === '') return 'auto';
   if (!CHOICES.includes(env as LinalgEngineChoice)) {
     throw new Error(`DKFAC_LINALG must be one of ${CHOICES.join(', ')}, got '${env}'`);
@@ -39,8 +39,8 @@ function currentChoice(): LinalgEngineChoice {
 
 /** The addon when it is loaded and carries the linear algebra, else why not (one line). */
 function addonWithLinalg(): { addon?: NativeAddon; reason?: string } {
-  const addon = loadNative();
-  if (!addon) return { reason: nativeUnavailableReason() };
+  const addon = nativeAddon();
+  if (!addon) return { reason: nativeAddonReason() };
   if (typeof addon.spdInverseF64 !== 'function' || typeof addon.symEigF64 !== 'function') {
     return { reason: 'the native addon was built without linalg.cc: run `npm run build:native`' };
   }
