@@ -3,6 +3,7 @@
  * waits at a barrier (a SharedArrayBuffer counter) until all have arrived, then inverts and decomposes its matrices.
  */
 import { threadId } from 'node:worker_threads';
+import '../src/backend/native.js'; // registers the addon's loader, as every Node entry does through src/backend
 import { linalgEngine, randomSpd, spdInverseLapack, symEigLapack } from '../src/linalg/index.js';
 
 export interface LinalgJob {
