@@ -1,16 +1,18 @@
 /**
  * The piscina worker of every distributed role (gradient, stats, inverse). Each thread has its own tfjs instance:
- * it initialises the wasm backend once and keeps one model replica (built from the task's ReplicaSpec) whose
- * parameters each task overwrites. Results go back with their buffers transferred, not copied.
+ * it initialises its backend once (wasm unless the pool names another: a Redis worker process passes its --backend)
+ * and keeps one model replica (built from the task's ReplicaSpec) whose parameters each task overwrites. Results go
+ * back with their buffers transferred, not copied. Role costs are timed with the task's cost clock.
  */
+import { workerData } from 'node:worker_threads';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
-import { initBackend } from '../backend';
+import { type BackendName, initBackend } from '../backend';
 import { registerBlocks } from '../kfac/registry';
 import type { FisherBlock } from '../kfac/blocks';
 import type { Model } from '../nn/model';
 import { buildModel } from '../nn/zoo';
 import { collectBuffers, type ReplicaSpec, type Task, type TaskResult } from './messages';
-import { applyInject, gradientShard, invertSnapshots, loadParams, statsBatch } from './roles';
+import { applyInject, cpuMs, gradientShard, invertSnapshots, loadParams, statsBatch, wallMs } from './roles';
 
 let ready: Promise<unknown> | null = null;
 let replica: { key: string; model: Model; blocks: FisherBlock[] | null } | null = null;
@@ -31,20 +33,22 @@ function getReplica(spec: ReplicaSpec, withBlocks: boolean) {
 
 export default async function run(task: Task): Promise<TaskResult> {
   applyInject(task.inject, true);
+  const now = task.costClock === 'cpu' ? cpuMs : wallMs;
   let result: TaskResult;
   if (task.kind === 'inverse') {
-    result = invertSnapshots(task);
+    result = invertSnapshots(task, now);
   } else {
-    ready ??= initBackend('wasm');
+    // the backend the pool was created with (a Redis worker process passes its --backend), else wasm
+    ready ??= initBackend(((workerData as { backend?: BackendName } | undefined)?.backend ?? 'wasm') as BackendName);
     await ready;
     if (task.kind === 'gradient') {
       const r = getReplica(task.spec, false);
       loadParams(r.model, task.params);
-      result = gradientShard(r.model, task);
+      result = gradientShard(r.model, task, now);
     } else {
       const r = getReplica(task.spec, true);
       loadParams(r.model, task.params);
-      result = statsBatch(r.model, r.blocks!, task);
+      result = statsBatch(r.model, r.blocks!, task, now);
     }
   }
   return move({ [transferableSymbol]: collectBuffers(result), [valueSymbol]: result } as never) as unknown as TaskResult;
