@@ -36,7 +36,7 @@ import { Network, NetworkModel, payloadBytes, StepTraffic, type Transfer, type T
 import { type FaultEvent, type Role, RolePool, type RoleTransport } from './pool';
 import { RedisConfig } from './redis/connect';
 import { RedisRolePool, RedisRun } from './redis/transport';
-import { blockDims } from './redis/validate';
+import { registeredBlockDims } from './redis/validate';
 import { AsyncInverseRefresher, type RefresherState } from './refresher';
 import { type CostClock, cpuMs, gradientShard, loadParams, statsBatch, wallMs, wireParams } from './roles';
 import { type PumpTask, StatsPump } from './stats-pump';
@@ -276,7 +276,7 @@ export class ParameterServer {
             manifest: {
               params: [...model.params].map(([name, v]) => ({ name, shape: v.shape.slice() })),
               bn: model.layers.flatMap((l) => (l.kind === 'batchnorm' ? [{ name: l.name, channels: l.channels }] : [])),
-              blocks: this.kfac ? blockDims(this.kfac.snapshot()) : [],
+              blocks: this.kfac ? registeredBlockDims(this.kfac.blocks) : [],
             },
             roles,
           },

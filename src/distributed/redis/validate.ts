@@ -6,7 +6,7 @@
  * task it issued (step, shard, size, seed, the snapshot it sent). A mismatch throws MessageError naming the first
  * problem; nothing of a rejected message is applied.
  */
-import type { BlockSnapshot } from '../../kfac/blocks';
+import type { BlockSnapshot, FisherBlock } from '../../kfac/blocks';
 import type { GradientResult, InverseResult, ReplicaSpec, StatsResult, WireTensor } from '../messages';
 import { MessageError } from './codec';
 
@@ -135,6 +135,17 @@ export function blockDims(snaps: readonly BlockSnapshot[]): BlockDims[] {
       : s.kind === 'doubly-factored'
         ? { name: s.name, kind: s.kind, dK: s.dK, dPsi: s.dPsi, dD: s.dD, hasBias: s.hasBias }
         : { name: s.name, kind: s.kind, d: s.d },
+  );
+}
+
+/** The dimensions of each registered block's factors (before any statistics). */
+export function registeredBlockDims(blocks: readonly FisherBlock[]): BlockDims[] {
+  return blocks.map((b) =>
+    b.kind === 'kronecker'
+      ? { name: b.name, kind: b.kind, dA: b.dA, dG: b.dG }
+      : b.kind === 'doubly-factored'
+        ? { name: b.name, kind: b.kind, dK: b.T, dPsi: b.C, dD: b.O, hasBias: b.bias !== undefined }
+        : { name: b.name, kind: b.kind, d: 2 * b.C },
   );
 }
 
