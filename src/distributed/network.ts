@@ -114,3 +114,28 @@ export class Network {
     return ms;
   }
 }
+
+/**
+ * A network model from the command line: 'default', or comma-separated key=value pairs among bandwidthGbps,
+ * latencyMs, gradient, stats, inverse (remote|local) and data (true|false), e.g.
+ * `bandwidthGbps=1,latencyMs=0.2,inverse=remote`; the rest take their defaults.
+ */
+export function parseNetworkSpec(spec: string): NetworkModel {
+  const raw: Record<string, unknown> = {};
+  const placement: Record<string, unknown> = {};
+  if (spec.trim() !== 'default') {
+    for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+      const eq = part.indexOf('=');
+      if (eq <= 0) throw new Error(`--network ${spec}: '${part}' is not key=value`);
+      const k = part.slice(0, eq);
+      const v = part.slice(eq + 1);
+      if (k === 'gradient' || k === 'stats' || k === 'inverse') placement[k] = v;
+      else if (k === 'data') raw.data = v === 'true' ? true : v === 'false' ? false : v;
+      else if (k === 'bandwidthGbps' || k === 'latencyMs') raw[k] = Number(v);
+      else throw new Error(`--network ${spec}: unknown key '${k}' (bandwidthGbps, latencyMs, gradient, stats, inverse, data)`);
+    }
+  }
+  const r = NetworkModel.safeParse({ ...raw, ...(Object.keys(placement).length ? { placement } : {}) });
+  if (!r.success) throw new Error(`--network ${spec}: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+  return r.data;
+}

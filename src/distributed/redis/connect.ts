@@ -14,6 +14,7 @@
  * It also checks that Redis never evicts keys (maxmemory-policy noeviction): an evicted blob would lose a shard.
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
 import { z } from 'zod';
 
@@ -111,7 +112,9 @@ export function redisOptions(o: ConnectOptions): RedisOptions {
         throw new RedisConnectError(`TLS CA file ${caPath}: ${(e as Error).message}`);
       }
     }
-    tls = { servername: u.hostname, ...(ca ? { ca } : {}) };
+    // the certificate is checked against the host (an IP address is matched against the certificate's IP SANs)
+    const host = u.hostname.replace(/^\[|\]$/g, '');
+    tls = { ...(isIP(host) ? {} : { servername: host }), ...(ca ? { ca } : {}) };
   }
   return {
     host: u.hostname.replace(/^\[|\]$/g, ''),

@@ -240,7 +240,7 @@ export class RedisRun {
       if (!waiting.length || serving.length) this.noWorkerSince.delete(role);
       if (!waiting.length) continue;
       const oldest = Math.min(...waiting.map((p) => p.submittedAt));
-      if (t - oldest < NOTICE_AFTER_MS) continue;
+      if (t - oldest < Math.min(NOTICE_AFTER_MS, (this.cfg.workerWaitSeconds * 1000) / 2)) continue;
       if (!serving.length) this.noWorkerSince.set(role, this.noWorkerSince.get(role) ?? oldest);
       const since = this.noWorkerSince.get(role);
       if (since !== undefined && (t - since) / 1000 > this.cfg.workerWaitSeconds) {
