@@ -74,6 +74,7 @@ export interface RunInfo {
 }
 
 const DESCRIPTOR_TTL_MS = 15_000;
+const RESULTS_TTL_MS = 60_000;
 const NOTICE_AFTER_MS = 5_000;
 const NOTICE_EVERY_MS = 10_000;
 
@@ -142,6 +143,9 @@ export class RedisRun {
       roles: this.info.roles,
     };
     await this.cmd.set(this.keys.run(this.runId), JSON.stringify(d), 'PX', DESCRIPTOR_TTL_MS);
+    // the results stream exists from the start (workers never create one: XADD NOMKSTREAM) and lives while we do
+    await this.cmd.xgroup('CREATE', this.keys.results(this.runId), 'ps', '$', 'MKSTREAM');
+    await this.cmd.pexpire(this.keys.results(this.runId), RESULTS_TTL_MS);
     this.log(`redis: run ${this.runId} on ${this.url} (roles ${this.info.roles.join(', ')} on worker processes: npm run worker -- --redis ${this.url})`);
     this.timers.push(setInterval(() => this.watchConnection(), 250));
     this.timers.push(setInterval(() => void this.heartbeat(), 1000));
@@ -153,8 +157,8 @@ export class RedisRun {
     if (this.lost || this.closed) return;
     this.lost = e;
     this.log(`redis: ${e.message}`);
+    // the tasks stay listed so that close() can delete their keys where Redis is still there
     for (const p of this.pending.values()) p.reject(e);
-    this.pending.clear();
   }
 
   private watchConnection(): void {
@@ -181,6 +185,7 @@ export class RedisRun {
     try {
       const pl = this.cmd.pipeline();
       pl.pexpire(this.keys.run(this.runId), DESCRIPTOR_TTL_MS);
+      pl.pexpire(this.keys.results(this.runId), RESULTS_TTL_MS);
       for (const p of this.pending.values()) for (const k of p.blobKeys) pl.pexpire(k, this.cfg.blobTtlMs);
       for (const p of this.params.values()) pl.pexpire(p.key, this.cfg.blobTtlMs);
       const res = await pl.exec();
@@ -509,7 +514,7 @@ export class RedisRun {
     const pend = [...this.pending.values()];
     this.pending.clear();
     for (const p of pend) p.reject(new TransportError('the run stopped: task abandoned'));
-    if (!this.lost && this.cmd?.status === 'ready') {
+    if (this.cmd?.status === 'ready') {
       const pl = this.cmd.pipeline();
       pl.del(this.keys.run(this.runId), this.keys.results(this.runId));
       for (const p of pend) {

@@ -275,8 +275,10 @@ export class RedisWorker {
     await this.cmd.pipeline().xack(this.keys.tasks(e.role), GROUP, e.id).xdel(this.keys.tasks(e.role), e.id).exec();
   }
 
+  /** A notice on the run's results stream; none if the stream is gone (the run ended, or Redis restarted empty). */
   private async notify(runId: string, fields: string[]): Promise<void> {
-    await this.cmd.xadd(this.keys.results(runId), '*', 'v', PROTOCOL_VERSION, 'run', runId, 'from', this.name, ...fields);
+    const id = await this.cmd.xadd(this.keys.results(runId), 'NOMKSTREAM', '*', 'v', PROTOCOL_VERSION, 'run', runId, 'from', this.name, ...fields);
+    if (id === null) this.log(`run ${runId} ended before its result arrived: dropped`);
   }
 
   private async fetch(key: string, ns: string, what: string): Promise<Buffer | null> {
@@ -296,14 +298,6 @@ export class RedisWorker {
       if (!/^[A-Za-z0-9_.:-]{1,200}$/.test(runId)) throw new MessageError(`run id ${JSON.stringify(runId)} is malformed`);
       if (!/^[A-Za-z0-9_.:-]{1,300}$/.test(id)) throw new MessageError(`task id ${JSON.stringify(id)} is malformed`);
       if (s('kind') !== e.role) throw new MessageError(`a ${JSON.stringify(s('kind'))} task on the ${e.role} stream`);
-      const step = Number(s('step'));
-      if (!Number.isSafeInteger(step) || step < 0) throw new MessageError(`step ${JSON.stringify(s('step'))} is not a step`);
-      let meta: TaskMeta;
-      try {
-        meta = TaskMeta.parse(JSON.parse(s('meta') ?? ''));
-      } catch (err) {
-        throw new MessageError(`meta is malformed (${(err as Error).message.split('\n')[0]})`);
-      }
       const { desc, why } = await this.descriptor(runId);
       if (!desc) {
         this.counts.dropped++;
@@ -311,7 +305,16 @@ export class RedisWorker {
         await this.done(e);
         return;
       }
+      // from here on a problem is reported to the run's parameter server
       known = true;
+      const step = Number(s('step'));
+      if (!Number.isSafeInteger(step) || step < 0) throw new MessageError(`step ${JSON.stringify(s('step'))} is not a step`);
+      let meta: TaskMeta;
+      try {
+        meta = TaskMeta.parse(JSON.parse(s('meta') ?? ''));
+      } catch (err) {
+        throw new MessageError(`meta is malformed (${(err as Error).message.replace(/\s+/g, ' ').slice(0, 300)})`);
+      }
       if (!desc.roles.includes(e.role)) throw new MessageError(`run ${runId} has no ${e.role} role`);
       if ((e.deliveries ?? 1) > MAX_DELIVERIES) throw new Error(`delivered ${e.deliveries} times: every worker that took it stopped answering; given up`);
       if (this.serving !== runId) {
