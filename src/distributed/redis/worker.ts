@@ -329,10 +329,13 @@ export class RedisWorker {
         this.log(`took over ${label} from ${e.claimedFrom} (silent for ${((e.silentMs ?? 0) / 1000).toFixed(1)} s)`);
       } else if (this.o.verbose) this.log(`started ${label}`);
       const ns = this.keys.ns(runId);
+      const t0 = performance.now();
       const t = await this.buildTask(e, desc, meta, step, id, ns, (n) => (bytesIn += n));
+      const t1 = performance.now();
       // a recomputation after a takeover never re-injects a test fault
       if (e.claimedFrom) delete t.inject;
       const r = await this.pool.run(t, step, meta.worker);
+      const t2 = performance.now();
       const key = this.keys.result(runId, id, this.name);
       const blob = encodeBlob({ run: runId, kind: e.role, step, task: id }, r);
       await this.cmd.set(key, blob, 'PX', RESULT_TTL_MS);
@@ -340,7 +343,10 @@ export class RedisWorker {
       await this.notify(runId, ['task', id, 'key', key, 'ms', String(resultMs(r)), 'bytesIn', String(bytesIn), ...extra]);
       await this.done(e);
       this.counts.done++;
-      if (this.o.verbose) this.log(`finished ${label} in ${resultMs(r).toFixed(0)} ms`);
+      if (this.o.verbose) {
+        const ms = (a: number, b: number) => (b - a).toFixed(1);
+        this.log(`finished ${label}: compute ${resultMs(r).toFixed(1)} ms; fetch and check ${ms(t0, t1)} ms, on the thread ${ms(t1, t2)} ms, result out ${ms(t2, performance.now())} ms`);
+      }
     } catch (err) {
       const msg = (err as Error).message;
       if (err instanceof MessageError) {
