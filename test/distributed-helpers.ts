@@ -2,14 +2,20 @@
  * Shared fixtures of the distributed tests: a tiny CIFAR-net configuration and synthetic data (no files), and the
  * comparisons of two runs (CSV rows without the clocks, final parameters from the kept checkpoint).
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { InMemoryStream } from '../data-pipeline/stream';
 import type { Batch, Split } from '../data-pipeline/types';
+import type { BackendInfo } from '../src/backend';
+import { runDistributedTraining } from '../src/distributed/run';
+import { DistConfig, type DistConfigInput, type Injections } from '../src/distributed/server';
 import { readCheckpoint } from '../src/train/checkpoint';
 import { parseConfig, RunConfig } from '../src/train/config';
 import { CSV_COLUMNS } from '../src/train/schema';
 import { checkpointPath, type RunCheckpoint } from '../src/train/session';
 import { splitBatches, type TrainData } from '../src/train/trainer';
+import type { RunConfig as RunConfigT } from '../src/train/config';
 
 export const H = 8;
 export const C = 1;
@@ -95,17 +101,19 @@ export function bitIdentical(a: Map<string, Float32Array>, b: Map<string, Float3
 export function maxRelDiff(a: Map<string, Float32Array>, b: Map<string, Float32Array>): number {
   if ([...a.keys()].join() !== [...b.keys()].join()) throw new Error(`different tensors: ${[...a.keys()]} vs ${[...b.keys()]}`);
   let worst = 0;
-  for (const [k, x] of a) {
-    const y = b.get(k)!;
-    let num = 0;
-    let den = 1e-6;
-    for (let i = 0; i < x.length; i++) {
-      num = Math.max(num, Math.abs(x[i] - y[i]));
-      den = Math.max(den, Math.abs(y[i]));
-    }
-    worst = Math.max(worst, num / den);
-  }
+  for (const [k, x] of a) worst = Math.max(worst, relDiff(x, b.get(k)!));
   return worst;
+}
+
+/** max |x − y| / max |y| (the denominator at least `floor`). */
+export function relDiff(x: ArrayLike<number>, y: ArrayLike<number>, floor = 1e-6): number {
+  let num = 0;
+  let den = floor;
+  for (let i = 0; i < x.length; i++) {
+    num = Math.max(num, Math.abs(x[i] - y[i]));
+    den = Math.max(den, Math.abs(y[i]));
+  }
+  return num / den;
 }
 
 /** Whether two runs' CSV rows (without the clocks) agree cell by cell to `rel` relative (float32 rounding). */
@@ -123,4 +131,16 @@ export function rowsClose(a: string[][], b: string[][], rel = 1e-5): string | nu
     }
   }
   return null;
+}
+
+/** One run through the distributed runtime on the synthetic data: its summary, folder, sidecar and CSV rows. */
+export async function trainDistributed(
+  cfg: RunConfigT,
+  dist: DistConfigInput,
+  o: { backend: BackendInfo; experiment: string; injections?: Injections; dir?: string; resume?: boolean },
+) {
+  const dir = o.dir ?? mkdtempSync(join(tmpdir(), `dkfac-${o.experiment}-`));
+  const s = await runDistributedTraining(cfg, DistConfig.parse(dist), { experiment: o.experiment, profile: 'test', resultsDir: dir, backend: o.backend, data: trainData(), resume: o.resume }, o.injections ?? {});
+  const side = JSON.parse(readFileSync(s.sidecarPath, 'utf8'));
+  return { s, dir, side, rows: rows(s.csvPath) };
 }

@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend';
 import { Network, NetworkModel, parseNetworkSpec, payloadBytes } from '../src/distributed/network';
-import { decodeBlob, encodeBlob, MessageError } from '../src/distributed/redis/codec';
+import { decodeBlob, encodeBlob } from '../src/distributed/redis/codec';
 import { checkBatch, checkGradientResult, checkInverseInput, checkInverseResult, checkStatsResult, registeredBlockDims, blockDims, type RunManifest } from '../src/distributed/redis/validate';
 import { gradientShard, invertSnapshots, statsBatch } from '../src/distributed/roles';
 import { runDistributedTraining } from '../src/distributed/run';

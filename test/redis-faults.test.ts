@@ -14,67 +14,27 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BackendInfo, initBackend } from '../src/backend';
-import { Keys } from '../src/distributed/redis/protocol';
-import { runDistributedTraining } from '../src/distributed/run';
-import { type DistConfigInput, DistConfig, type Injections } from '../src/distributed/server';
+import { describe, expect, it } from 'vitest';
+import type { DistConfigInput, Injections } from '../src/distributed/server';
 import type { RunConfig } from '../src/train/config';
 import { checkpointPath } from '../src/train/session';
-import { finalParams, maxRelDiff, rows, rowsClose, runCfg, trainData } from './distributed-helpers';
-import { freePort, hasRedisServer, type RedisServer, runProcess, startRedis, startWorker, stopAll, type WorkerProc } from './redis-helpers';
+import { finalParams, maxRelDiff, rows, rowsClose, runCfg, trainDistributed } from './distributed-helpers';
+import { clusterFixture, freePort, hasRedisServer, pendingHolder, runProcess, startWorker } from './redis-helpers';
 
 const enabled = hasRedisServer();
-let backend: BackendInfo;
-let redis: RedisServer;
-let workers: WorkerProc[] = [];
-let client: Redis;
-const keys = new Keys('dkfac');
+const c = clusterFixture(3);
 const SGD = { method: 'sgd', optimizer: { kind: 'sgd', lr: 0.05, momentum: 0.9 } };
-
-beforeAll(async () => {
-  if (!enabled) return;
-  backend = await initBackend('wasm');
-  redis = await startRedis();
-  workers = await Promise.all([0, 1, 2].map(() => startWorker(redis.url)));
-  client = new Redis({ host: '127.0.0.1', port: redis.port, lazyConnect: true, retryStrategy: () => 200 });
-  client.on('error', () => undefined);
-  await client.connect();
-}, 180_000);
-
-afterAll(async () => {
-  client?.disconnect();
-  await stopAll();
-});
-
-async function train(cfg: RunConfig, dist: DistConfigInput, injections: Injections = {}, dir = mkdtempSync(join(tmpdir(), 'dkfac-redisf-')), resume = false) {
-  const s = await runDistributedTraining(cfg, DistConfig.parse(dist), { experiment: 'redis-faults', profile: 'test', resultsDir: dir, backend, data: trainData(), resume }, injections);
-  const side = JSON.parse(readFileSync(s.sidecarPath, 'utf8'));
-  return { s, dir, side, rows: rows(s.csvPath) };
-}
-
-async function pendingHolder(task: string, timeoutMs = 30_000): Promise<string> {
-  const t0 = Date.now();
-  while (Date.now() - t0 < timeoutMs) {
-    const pend = (await client.xpending(keys.tasks('gradient'), 'workers', '-', '+', 100)) as [string, string, number, number][];
-    for (const [id, consumer] of pend) {
-      const f = ((await client.xrange(keys.tasks('gradient'), id, id)) as [string, string[]][])[0]?.[1];
-      if (f && f[f.indexOf('task') + 1] === task) return consumer;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`task ${task} never became pending`);
-}
+const train = (cfg: RunConfig, dist: DistConfigInput, injections: Injections = {}, dir?: string, resume = false) =>
+  trainDistributed(cfg, dist, { backend: c.backend, experiment: 'redis-faults', injections, dir, resume });
 
 describe.skipIf(!enabled)('a worker killed with kill -9 mid-task', () => {
   it('its task is taken over within 5 s of its last sign of life; no shard lost or applied twice; the CSV equals the in-line run', async () => {
     const cfg = runCfg({ ...SGD, run: 'kill9', examples: 16 * 6, keepCheckpoint: true });
     const inline = await train(cfg, { gradientWorkers: 3 });
     // step 3's shard 1 sleeps 8 s on whichever worker takes it: it is killed meanwhile
-    const running = train(cfg, { gradientWorkers: 3, gradients: 'redis', redis: { url: redis.url } }, { gradient: { step: 3, worker: 1, inject: { delayMs: 8000 } } });
-    const holder = await pendingHolder('g3.1');
-    const victim = workers.find((w) => w.name === holder)!;
+    const running = train(cfg, { gradientWorkers: 3, gradients: 'redis', redis: { url: c.redis.url } }, { gradient: { step: 3, worker: 1, inject: { delayMs: 8000 } } });
+    const holder = await pendingHolder(c.client, 'gradient', 'g3.1');
+    const victim = c.workers.find((w) => w.name === holder)!;
     expect(victim).toBeDefined();
     const killedAt = performance.now();
     process.kill(victim.pid, 'SIGKILL');
@@ -88,7 +48,7 @@ describe.skipIf(!enabled)('a worker killed with kill -9 mid-task', () => {
     const ev = takeovers[0];
     expect(ev).toMatchObject({ role: 'gradient', step: 3, worker: 1, from: holder });
     expect(ev.by).not.toBe(holder);
-    expect(workers.map((w) => w.name)).toContain(ev.by);
+    expect(c.workers.map((w) => w.name)).toContain(ev.by);
     // the takeover came after the worker's claim went stale (takeover-ms 2000) and within 5 s of its last sign of life
     expect(ev.silentMs).toBeGreaterThanOrEqual(2000);
     expect(ev.silentMs).toBeLessThanOrEqual(5000);
@@ -98,10 +58,10 @@ describe.skipIf(!enabled)('a worker killed with kill -9 mid-task', () => {
     expect(remote.side.transport.resultsApplied).toBe(6 * 3);
     expect(remote.side.transport.duplicatesIgnored).toBe(0);
     expect(remote.side.summary.redisResultsApplied).toBe(18);
-    const taker = workers.find((w) => w.name === ev.by)!;
+    const taker = c.workers.find((w) => w.name === ev.by)!;
     expect(taker.out.text()).toMatch(new RegExp(`took over gradient task g3\\.1 of run \\S+ from ${holder.replace(/[.:]/g, '\\$&')} \\(silent for \\d\\.\\d s\\)`));
     // a new worker joins in the dead one's place
-    workers = [...workers.filter((w) => w !== victim), await startWorker(redis.url)];
+    c.workers = [...c.workers.filter((w) => w !== victim), await startWorker(c.redis.url)];
   });
 });
 
@@ -110,10 +70,10 @@ describe.skipIf(!enabled)('Redis lost mid-run', () => {
     const cfg = runCfg({ ...SGD, run: 'lost', examples: 16 * 10, logEvery: 1, evals: 2, checkpointEvery: 2, keepCheckpoint: true });
     const dist = { gradientWorkers: 2 };
     const inline = await train(cfg, dist);
-    const remoteDist = { ...dist, gradients: 'redis', redis: { url: redis.url, lostAfterSeconds: 2 } } as const;
+    const remoteDist = { ...dist, gradients: 'redis', redis: { url: c.redis.url, lostAfterSeconds: 2 } } as const;
     const running = train(cfg, remoteDist, { gradient: { step: 5, worker: 0, inject: { delayMs: 3000 } } });
-    await pendingHolder('g5.0');
-    await redis.stop(true);
+    await pendingHolder(c.client, 'gradient', 'g5.0');
+    await c.redis.stop(true);
     const first = await running;
     expect(first.s.status).toBe('failed');
     expect(first.side.error).toMatch(/lost the connection to Redis at redis:\/\/127\.0\.0\.1:\d+ \(down for \d+\.\d s, more than 2 s\): the run stops with its last checkpoint and its CSV intact; start Redis again and rerun with --resume/);
@@ -121,16 +81,16 @@ describe.skipIf(!enabled)('Redis lost mid-run', () => {
     expect(first.rows.map((r) => r[0])).toEqual(['step', '1', '2', '3', '4', '5']);
     expect(rowsClose(first.rows, inline.rows.slice(0, 6))).toBeNull();
     expect(existsSync(checkpointPath(first.dir, 'lost'))).toBe(true);
-    await redis.restart();
+    await c.redis.restart();
     // the same worker processes reconnect by themselves
-    for (let i = 0; i < 200 && (await client.keys('dkfac:worker:*').catch(() => [])).length < 3; i++) await new Promise((r) => setTimeout(r, 100));
-    expect((await client.keys('dkfac:worker:*')).length).toBe(3);
+    for (let i = 0; i < 200 && (await c.client.keys('dkfac:worker:*').catch(() => [])).length < 3; i++) await new Promise((r) => setTimeout(r, 100));
+    expect((await c.client.keys('dkfac:worker:*')).length).toBe(3);
     const resumed = await train(cfg, remoteDist, {}, first.dir, true);
     expect(resumed.s.status, resumed.side.error).toBe('finished');
     expect(resumed.s.resumedFrom).toBe(4);
     expect(rowsClose(resumed.rows, inline.rows)).toBeNull();
     expect(maxRelDiff(finalParams(resumed.dir, 'lost'), finalParams(inline.dir, 'lost'))).toBeLessThan(1e-5);
-    for (const w of workers) expect(w.proc.exitCode).toBeNull();
+    for (const w of c.workers) expect(w.proc.exitCode).toBeNull();
   });
 });
 
@@ -157,7 +117,7 @@ describe.skipIf(!enabled)('the experiment command with --redis', () => {
     const inline = runProcess(args(inDir));
     expect(await inline.done, inline.out.text()).toBe(0);
     const csv = join(rDir, 'fig2', `${run}.csv`);
-    const first = runProcess([...args(rDir), '--redis', redis.url]);
+    const first = runProcess([...args(rDir), '--redis', c.redis.url]);
     // kill it once step 5 is written (the checkpoint of the evaluation at step 4 is there)
     for (let i = 0; i < 1200; i++) {
       if (existsSync(csv) && readFileSync(csv, 'utf8').trim().split('\n').length >= 6) break;
@@ -168,17 +128,17 @@ describe.skipIf(!enabled)('the experiment command with --redis', () => {
     await first.done;
     const firstRun = /redis: run (fig2\.kfac-sync-gpu2\.\S+) on/.exec(first.out.text())?.[1];
     expect(firstRun).toBeDefined();
-    const second = runProcess([...args(rDir), '--redis', redis.url, '--resume']);
+    const second = runProcess([...args(rDir), '--redis', c.redis.url, '--resume']);
     expect(await second.done, second.out.text()).toBe(0);
     expect(second.out.text()).toMatch(/resuming from step [46] /);
     const secondRun = /redis: run (fig2\.kfac-sync-gpu2\.\S+) on/.exec(second.out.text())?.[1];
     expect(secondRun).toBeDefined();
     expect(secondRun).not.toBe(firstRun);
     // the same worker processes served both parameter servers
-    const served = workers.filter((w) => w.out.text().includes(`serving run ${firstRun}`) || w.out.text().includes(`serving run ${secondRun}`));
+    const served = c.workers.filter((w) => w.out.text().includes(`serving run ${firstRun}`) || w.out.text().includes(`serving run ${secondRun}`));
     expect(served.length).toBeGreaterThan(0);
-    for (const w of workers) expect(w.proc.exitCode).toBeNull();
-    expect(workers.some((w) => w.out.text().includes(`serving run ${secondRun}`))).toBe(true);
+    for (const w of c.workers) expect(w.proc.exitCode).toBeNull();
+    expect(c.workers.some((w) => w.out.text().includes(`serving run ${secondRun}`))).toBe(true);
     expect(rowsClose(rows(csv), rows(join(inDir, 'fig2', `${run}.csv`)))).toBeNull();
     const side = JSON.parse(readFileSync(join(rDir, 'fig2', `${run}.json`), 'utf8'));
     expect(side.status).toBe('finished');

@@ -4,6 +4,9 @@
  * script behind `npm run worker`). Everything started here is stopped by `stopAll()`.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll } from 'vitest';
+import { type BackendInfo, initBackend } from '../src/backend';
 import { createServer } from 'node:net';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
@@ -174,4 +177,47 @@ export async function stopAll(): Promise<void> {
   const ps = [...started];
   for (const p of ps) p.kill('SIGKILL');
   await Promise.all(ps.map((p) => waitExit(p, 5000)));
+}
+
+/** A redis-server with `n` worker processes, and a plain client of the test's own to look inside. */
+export async function startCluster(n: number): Promise<{ redis: RedisServer; workers: WorkerProc[]; client: Redis }> {
+  const redis = await startRedis();
+  const workers = await Promise.all(Array.from({ length: n }, () => startWorker(redis.url)));
+  const client = new Redis({ host: '127.0.0.1', port: redis.port, lazyConnect: true, retryStrategy: () => 200 });
+  client.on('error', () => undefined);
+  await client.connect();
+  return { redis, workers, client };
+}
+
+/** Waits until the task with this id sits in a role stream's pending list (a worker took it); returns the worker. */
+export async function pendingHolder(client: Redis, role: string, task: string, timeoutMs = 30_000): Promise<string> {
+  const stream = `dkfac:tasks:${role}`;
+  const t0 = Date.now();
+  while (Date.now() - t0 < timeoutMs) {
+    const pend = (await client.xpending(stream, 'workers', '-', '+', 100)) as [string, string, number, number][];
+    for (const [id, consumer] of pend) {
+      const f = ((await client.xrange(stream, id, id)) as [string, string[]][])[0]?.[1];
+      if (f && f[f.indexOf('task') + 1] === task) return consumer;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`task ${task} never became pending`);
+}
+
+/**
+ * The fixture of a Redis test file: before its tests a redis-server, `n` worker processes, a client and the wasm
+ * backend (nothing where redis-server is missing); after them everything stopped.
+ */
+export function clusterFixture(n: number): { redis: RedisServer; workers: WorkerProc[]; client: Redis; backend: BackendInfo } {
+  const c = {} as { redis: RedisServer; workers: WorkerProc[]; client: Redis; backend: BackendInfo };
+  beforeAll(async () => {
+    if (!hasRedisServer()) return;
+    c.backend = await initBackend('wasm');
+    Object.assign(c, await startCluster(n));
+  }, 180_000);
+  afterAll(async () => {
+    c.client?.disconnect();
+    await stopAll();
+  });
+  return c;
 }

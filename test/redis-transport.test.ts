@@ -17,53 +17,26 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type BackendInfo, initBackend } from '../src/backend';
+import { describe, expect, it, vi } from 'vitest';
 import { encodeBlob } from '../src/distributed/redis/codec';
 import { connectRedis } from '../src/distributed/redis/connect';
 import { Keys } from '../src/distributed/redis/protocol';
-import { runDistributedTraining } from '../src/distributed/run';
-import { type DistConfigInput, DistConfig, type Injections } from '../src/distributed/server';
+import type { DistConfigInput, Injections } from '../src/distributed/server';
 import type { RunConfig } from '../src/train/config';
 import { buildModel } from '../src/nn/zoo';
-import { finalParams, maxRelDiff, rows, rowsClose, runCfg, trainData, C, H, K } from './distributed-helpers';
-import { freePort, hasRedisServer, type RedisServer, startRedis, startWorker, stopAll, type WorkerProc } from './redis-helpers';
+import { C, finalParams, H, K, maxRelDiff, rowsClose, runCfg, trainDistributed } from './distributed-helpers';
+import { clusterFixture, freePort, hasRedisServer, pendingHolder, startRedis, startWorker } from './redis-helpers';
 
 const enabled = hasRedisServer();
-let backend: BackendInfo;
-let redis: RedisServer;
-let workers: WorkerProc[] = [];
-let client: Redis;
+const c = clusterFixture(3);
 const keys = new Keys('dkfac');
-
-beforeAll(async () => {
-  if (!enabled) return;
-  backend = await initBackend('wasm');
-  redis = await startRedis();
-  workers = await Promise.all([0, 1, 2].map(() => startWorker(redis.url)));
-  client = new Redis({ host: '127.0.0.1', port: redis.port, lazyConnect: true });
-  await client.connect();
-}, 180_000);
-
-afterAll(async () => {
-  client?.disconnect();
-  await stopAll();
-});
-
 const SGD = { method: 'sgd', optimizer: { kind: 'sgd', lr: 0.05, momentum: 0.9 } };
-
-async function train(cfg: RunConfig, dist: DistConfigInput, injections: Injections = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'dkfac-redis-'));
-  const s = await runDistributedTraining(cfg, DistConfig.parse(dist), { experiment: 'redis-test', profile: 'test', resultsDir: dir, backend, data: trainData() }, injections);
-  const side = JSON.parse(readFileSync(s.sidecarPath, 'utf8'));
-  return { s, dir, side, rows: rows(s.csvPath) };
-}
+const train = (cfg: RunConfig, dist: DistConfigInput, injections: Injections = {}) => trainDistributed(cfg, dist, { backend: c.backend, experiment: 'redis-test', injections });
 
 /** The same run with every role in this thread, and over Redis. */
 async function both(cfg: RunConfig, dist: DistConfigInput, injections: Injections = {}) {
   const inline = await train(cfg, { ...dist, gradients: 'inline', stats: 'inline', inverses: 'inline' });
-  const remote = await train(cfg, { ...dist, gradients: 'redis', stats: 'redis', inverses: 'redis', redis: { url: redis.url } }, injections);
+  const remote = await train(cfg, { ...dist, gradients: 'redis', stats: 'redis', inverses: 'redis', redis: { url: c.redis.url } }, injections);
   return { inline, remote };
 }
 
@@ -77,23 +50,9 @@ function expectSame(a: Awaited<ReturnType<typeof train>>, b: Awaited<ReturnType<
 }
 
 /** Waits until a task with this id sits in a role stream's pending list; returns the holder. */
-async function pendingHolder(role: string, task: string, timeoutMs = 30_000): Promise<string> {
-  const t0 = Date.now();
-  while (Date.now() - t0 < timeoutMs) {
-    const pend = (await client.xpending(keys.tasks(role as never), 'workers', '-', '+', 100)) as [string, string, number, number][];
-    for (const [id, consumer] of pend) {
-      const e = (await client.xrange(keys.tasks(role as never), id, id)) as [string, string[]][];
-      const f = e[0]?.[1];
-      if (f && f[f.indexOf('task') + 1] === task) return consumer;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`task ${task} never became pending`);
-}
-
 async function currentRunId(): Promise<string> {
   for (let i = 0; i < 200; i++) {
-    const ks = await client.keys('dkfac:run:*');
+    const ks = await c.client.keys('dkfac:run:*');
     if (ks.length === 1) return ks[0].slice('dkfac:run:'.length);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -122,9 +81,9 @@ describe.skipIf(!enabled)('Redis transport: 3 worker processes equal the in-line
     expect(t.wireBytes.gradient.fetched).toBeGreaterThanOrEqual(6 * theta);
     expect(t.wireBytes.gradient.results).toBeGreaterThan(6 * 3 * theta);
     // nothing of the run is left in Redis
-    expect(await client.keys('dkfac:r:*')).toEqual([]);
-    expect(await client.keys('dkfac:run:*')).toEqual([]);
-    for (const w of workers) expect(w.out.text()).toMatch(/serving run redis-test\.sgd3\.\S+: experiment redis-test, run 'dist test' \(sgd3\), model cifarnet on synthetic 8×8×1, 4 classes/);
+    expect(await c.client.keys('dkfac:r:*')).toEqual([]);
+    expect(await c.client.keys('dkfac:run:*')).toEqual([]);
+    for (const w of c.workers) expect(w.out.text()).toMatch(/serving run redis-test\.sgd3\.\S+: experiment redis-test, run 'dist test' \(sgd3\), model cifarnet on synthetic 8×8×1, 4 classes/);
   });
 
   it('K-FAC with gradients, statistics and inverses on the workers (sync schedules): rows and final parameters', async () => {
@@ -152,9 +111,9 @@ describe.skipIf(!enabled)('Redis transport: malformed and foreign messages', () 
     const log = vi.spyOn(console, 'log');
     // step 2's shard 0 waits 2.5 s on its worker: the window in which the forgeries arrive
     const injections: Injections = { gradient: { step: 2, worker: 0, inject: { delayMs: 2500 } } };
-    const running = train(cfg, { ...dist, gradients: 'redis', redis: { url: redis.url } }, injections);
+    const running = train(cfg, { ...dist, gradients: 'redis', redis: { url: c.redis.url } }, injections);
     const runId = await currentRunId();
-    await pendingHolder('gradient', 'g2.0');
+    await pendingHolder(c.client, 'gradient', 'g2.0');
     const ns = keys.ns(runId);
     const results = keys.results(runId);
     const model = buildModel(cfg.model, [H, H, C], K, cfg.seed);
@@ -163,17 +122,17 @@ describe.skipIf(!enabled)('Redis transport: malformed and foreign messages', () 
     const forged = (over: Record<string, unknown>) => encodeBlob({ run: runId, kind: 'gradient', step: 2, task: 'g2.0' }, { kind: 'gradient', step: 2, worker: 0, count, loss: 1, errors: 0, grads, bnStats: [], ms: 1, ...over });
     // 1. a result for the task in flight whose first gradient has the wrong shape
     const wrongShape = grads.map((g, i) => (i === 0 ? { ...g, shape: [g.data.length], data: g.data } : g));
-    await client.set(`${ns}:res:g2.0:forger1`, forged({ grads: wrongShape }));
-    await client.xadd(results, '*', 'v', '1', 'run', runId, 'task', 'g2.0', 'from', 'forger1', 'key', `${ns}:res:g2.0:forger1`, 'ms', '1');
+    await c.client.set(`${ns}:res:g2.0:forger1`, forged({ grads: wrongShape }));
+    await c.client.xadd(results, '*', 'v', '1', 'run', runId, 'task', 'g2.0', 'from', 'forger1', 'key', `${ns}:res:g2.0:forger1`, 'ms', '1');
     // 2. one with a NaN in it
     const nan = grads.map((g, i) => (i === 1 ? { ...g, data: Float32Array.from(g.data, (x, j) => (j === 3 ? Number.NaN : x)) } : g));
-    await client.set(`${ns}:res:g2.0:forger2`, forged({ grads: nan }));
-    await client.xadd(results, '*', 'v', '1', 'run', runId, 'task', 'g2.0', 'from', 'forger2', 'key', `${ns}:res:g2.0:forger2`, 'ms', '1');
+    await c.client.set(`${ns}:res:g2.0:forger2`, forged({ grads: nan }));
+    await c.client.xadd(results, '*', 'v', '1', 'run', runId, 'task', 'g2.0', 'from', 'forger2', 'key', `${ns}:res:g2.0:forger2`, 'ms', '1');
     // 3. a result of another run on this run's stream
-    await client.xadd(results, '*', 'v', '1', 'run', 'other-run.x', 'task', 'g2.0', 'from', 'stranger', 'key', `dkfac:r:other-run.x:res:g2.0:s`, 'ms', '1');
+    await c.client.xadd(results, '*', 'v', '1', 'run', 'other-run.x', 'task', 'g2.0', 'from', 'stranger', 'key', `dkfac:r:other-run.x:res:g2.0:s`, 'ms', '1');
     // 4. a task of an unknown run, and a malformed task (garbage meta) of this run, on the gradient stream
-    await client.xadd(keys.tasks('gradient'), '*', 'v', '1', 'run', 'no-such-run.1', 'task', 'g0.0', 'kind', 'gradient', 'step', '0', 'meta', '{}');
-    await client.xadd(keys.tasks('gradient'), '*', 'v', '1', 'run', runId, 'task', 'g99.9', 'kind', 'gradient', 'step', '99', 'meta', '{"worker":"x"}');
+    await c.client.xadd(keys.tasks('gradient'), '*', 'v', '1', 'run', 'no-such-run.1', 'task', 'g0.0', 'kind', 'gradient', 'step', '0', 'meta', '{}');
+    await c.client.xadd(keys.tasks('gradient'), '*', 'v', '1', 'run', runId, 'task', 'g99.9', 'kind', 'gradient', 'step', '99', 'meta', '{"worker":"x"}');
     model.dispose();
     const remote = await running;
     const logged = log.mock.calls.map((c) => String(c[0])).join('\n');
@@ -188,7 +147,7 @@ describe.skipIf(!enabled)('Redis transport: malformed and foreign messages', () 
     // every shard applied once: the genuine result of g2.0 (and, maybe, that of its republished copy, ignored)
     expect(t.resultsApplied).toBe(5 * 2);
     expect(logged).toMatch(/redis: rejected a message for task g2\.0 from forger1/);
-    const wlog = workers.map((w) => w.out.text()).join('\n');
+    const wlog = c.workers.map((w) => w.out.text()).join('\n');
     expect(wlog).toMatch(/dropped gradient task g0\.0 of run no-such-run\.1: the run is gone/);
     expect(wlog).toMatch(/rejected gradient task g99\.9 of run \S+: meta is malformed/);
   });
@@ -199,7 +158,7 @@ describe.skipIf(!enabled)('Redis transport: no worker', () => {
     const log = vi.spyOn(console, 'log');
     const t0 = performance.now();
     // no worker listens under this prefix
-    const { s, side } = await train(runCfg({ ...SGD, run: 'lonely', examples: 16 * 3 }), { gradientWorkers: 2, gradients: 'redis', redis: { url: redis.url, prefix: 'lonely', workerWaitSeconds: 2 } });
+    const { s, side } = await train(runCfg({ ...SGD, run: 'lonely', examples: 16 * 3 }), { gradientWorkers: 2, gradients: 'redis', redis: { url: c.redis.url, prefix: 'lonely', workerWaitSeconds: 2 } });
     const took = (performance.now() - t0) / 1000;
     const logged = log.mock.calls.map((c) => String(c[0])).join('\n');
     log.mockRestore();
@@ -208,7 +167,7 @@ describe.skipIf(!enabled)('Redis transport: no worker', () => {
     expect(took).toBeLessThan(30);
     expect(logged).toMatch(/redis: waiting for 2 gradient tasks \(g0\.0, g0\.1\) for \d+ s: no worker serving 'gradient' is connected to redis:\/\/127\.0\.0\.1:\d+ \(start one: npm run worker -- --redis/);
     expect(readFileSync(s.csvPath, 'utf8').trim().split('\n')).toHaveLength(1);
-    expect(await client.keys('lonely:r:*')).toEqual([]);
+    expect(await c.client.keys('lonely:r:*')).toEqual([]);
   });
 });
 
