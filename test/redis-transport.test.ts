@@ -62,10 +62,13 @@ async function currentRunId(): Promise<string> {
 describe.skipIf(!enabled)('Redis transport: 3 worker processes equal the in-line run', () => {
   it('synchronous SGD on 3 gradient workers: rows, final parameters, shards applied once, bytes per step', async () => {
     const cfg = runCfg({ ...SGD, run: 'sgd3', examples: 16 * 6, keepCheckpoint: true });
-    const { inline, remote } = await both(cfg, { gradientWorkers: 3 });
+    // one shard computes for 3.5 s, longer than the 2 s after which a silent worker's task is taken over: its worker
+    // keeps its claim fresh, so nobody takes it over
+    const { inline, remote } = await both(cfg, { gradientWorkers: 3 }, { gradient: { step: 1, worker: 2, inject: { delayMs: 3500 } } });
     expectSame(inline, remote, 'sgd3');
     const t = remote.side.transport;
     expect(t.kind).toBe('redis');
+    expect(remote.side.faults).toEqual([]);
     expect(t.resultsApplied).toBe(6 * 3);
     expect(t.duplicatesIgnored).toBe(0);
     expect(t.rejected).toEqual([]);

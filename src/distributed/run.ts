@@ -148,6 +148,8 @@ function commSummary(ps: ParameterServer): Record<string, number> {
   out.commSeconds = ps.clock.commSeconds;
   if (c.measured) {
     out.transportOverheadMsPerStep = c.overheadMs / c.measured;
+    const sorted = [...(c.overheads ?? [])].sort((a, b) => a - b);
+    if (sorted.length) out.transportOverheadMsMedian = sorted[Math.floor(sorted.length / 2)];
     out.computePhaseMsPerStep = c.phaseMs / c.measured;
   }
   if (ps.redis) {

@@ -214,6 +214,8 @@ export class ParameterServer {
     overheadMs: 0,
     phaseMs: 0,
     measured: 0,
+    /** the transport's time of each step, ms (the last 5000 steps; their median is robust to warm-up steps) */
+    overheads: [] as number[],
   };
   private readonly gradPool: RoleTransport | null;
   private readonly statsPool: RoleTransport | null;
@@ -471,7 +473,10 @@ export class ParameterServer {
     );
     if (this.gradPool || this.statsPool) {
       // the transport's own time: the phase beyond its slowest role (queueing and transfers included)
-      this.comm.overheadMs += Math.max(0, phaseMs - Math.max(...shards.map((s) => s.ms), this.dist.statsSchedule.kind === 'sync' ? (stats?.ms ?? 0) : 0));
+      const over = Math.max(0, phaseMs - Math.max(...shards.map((s) => s.ms), this.dist.statsSchedule.kind === 'sync' ? (stats?.ms ?? 0) : 0));
+      this.comm.overheadMs += over;
+      this.comm.overheads.push(over);
+      if (this.comm.overheads.length > 5000) this.comm.overheads.shift();
       this.comm.phaseMs += phaseMs;
       this.comm.measured++;
     }

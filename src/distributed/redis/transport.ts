@@ -405,16 +405,14 @@ export class RedisRun {
       }
       if (!res) continue;
       for (const [, entries] of res) {
-        const ids: string[] = [];
-        for (const [idBuf, raw] of entries) {
-          last = idBuf.toString();
-          ids.push(last);
-          try {
-            await this.onResult(entryFields(raw));
-          } catch (e) {
-            this.reject({ reason: `result notice ${last}: ${(e as Error).message}` });
-          }
-        }
+        const ids = entries.map(([idBuf]) => idBuf.toString());
+        last = ids.at(-1) ?? last;
+        // the notices of a batch are handled at once (their blobs fetched in parallel); each is idempotent
+        await Promise.all(
+          entries.map(([, raw], i) =>
+            this.onResult(entryFields(raw)).catch((e: Error) => this.reject({ reason: `result notice ${ids[i]}: ${e.message}` })),
+          ),
+        );
         if (ids.length && !this.closed && !this.lost) this.cmd.xdel(stream, ...ids).catch(() => undefined);
       }
     }

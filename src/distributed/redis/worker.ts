@@ -281,9 +281,18 @@ export class RedisWorker {
     if (id === null) this.log(`run ${runId} ended before its result arrived: dropped`);
   }
 
-  private async fetch(key: string, ns: string, what: string): Promise<Buffer | null> {
-    if (!key.startsWith(`${ns}:`)) throw new MessageError(`${what} key ${JSON.stringify(key)} is outside the run's keys`);
-    return this.cmd.getBuffer(key);
+  /** Blobs of the run's namespace, in one round trip. */
+  private async fetch(ns: string, wanted: [key: string, what: string][]): Promise<(Buffer | null)[]> {
+    const pl = this.cmd.pipeline();
+    for (const [key, what] of wanted) {
+      if (!key.startsWith(`${ns}:`)) throw new MessageError(`${what} key ${JSON.stringify(key)} is outside the run's keys`);
+      pl.getBuffer(key);
+    }
+    const res = (await pl.exec()) ?? [];
+    return res.map(([err, v]) => {
+      if (err) throw err;
+      return (v as Buffer | null) ?? null;
+    });
   }
 
   private async handle(e: Entry): Promise<void> {
@@ -338,10 +347,21 @@ export class RedisWorker {
       const t2 = performance.now();
       const key = this.keys.result(runId, id, this.name);
       const blob = encodeBlob({ run: runId, kind: e.role, step, task: id }, r);
-      await this.cmd.set(key, blob, 'PX', RESULT_TTL_MS);
       const extra = e.claimedFrom ? ['claimedFrom', e.claimedFrom, 'silentMs', String(Math.round(e.silentMs ?? 0))] : [];
-      await this.notify(runId, ['task', id, 'key', key, 'ms', String(resultMs(r)), 'bytesIn', String(bytesIn), ...extra]);
-      await this.done(e);
+      // one round trip: the blob, its notice (none if the run's stream is gone), then the acknowledgement
+      const res = await this.cmd
+        .pipeline()
+        .set(key, blob, 'PX', RESULT_TTL_MS)
+        .xadd(this.keys.results(runId), 'NOMKSTREAM', '*', 'v', PROTOCOL_VERSION, 'run', runId, 'from', this.name, 'task', id, 'key', key, 'ms', String(resultMs(r)), 'bytesIn', String(bytesIn), ...extra)
+        .xack(this.keys.tasks(e.role), GROUP, e.id)
+        .xdel(this.keys.tasks(e.role), e.id)
+        .exec();
+      const failed = res?.find(([err]) => err)?.[0];
+      if (failed) throw failed;
+      if (res?.[1]?.[1] === null) {
+        this.log(`run ${runId} ended before the result of ${label} arrived: dropped`);
+        this.cmd.del(key).catch(() => undefined);
+      }
       this.counts.done++;
       if (this.o.verbose) {
         const ms = (a: number, b: number) => (b - a).toFixed(1);
@@ -369,14 +389,13 @@ export class RedisWorker {
     const s = (k: string) => e.fields.get(k)?.toString('utf8') ?? '';
     const spec = desc.spec;
     if (e.role === 'inverse') {
-      const blob = await this.fetch(s('snap'), ns, 'snapshot');
+      const [blob] = await this.fetch(ns, [[s('snap'), 'snapshot']]);
       count(blob?.length ?? 0);
       const body = decodeBlob<{ snapshots: unknown; damping: unknown }>(blob, { run: desc.runId, kind: 'snapshot', step, task: id }, 'snapshot');
       const inp = checkInverseInput(body?.snapshots, body?.damping, meta.mode, 'snapshot');
       return { kind: 'inverse', fromStep: step, ...inp, inject: meta.inject, costClock: meta.costClock } satisfies InverseTask;
     }
-    const params = await this.params(s('params'), ns, desc, step, count);
-    const blob = await this.fetch(s('data'), ns, 'examples');
+    const { params, extra: [blob] } = await this.params(s('params'), ns, desc, step, count, [[s('data'), 'examples']]);
     count(blob?.length ?? 0);
     const batch = checkBatch(decodeBlob(blob, { run: desc.runId, kind: 'data', step, task: id }, 'examples'), spec, 'examples');
     if (meta.count !== undefined && meta.count !== batch.shape[0]) throw new MessageError(`examples: ${batch.shape[0]}, the task says ${meta.count}`);
@@ -390,18 +409,23 @@ export class RedisWorker {
     return { kind: 'stats', seed: meta.seed, fisher: meta.fisher, ...common } satisfies StatsTask;
   }
 
-  /** θ of one version, fetched once and checked against the run's manifest; each task gets its own copy. */
-  private async params(key: string, ns: string, desc: RunDescriptor, step: number, count: (n: number) => void): Promise<WireTensor[]> {
+  /**
+   * θ of one version, fetched once (in the same round trip as the task's other blobs) and checked against the run's
+   * manifest; each task gets its own copy.
+   */
+  private async params(key: string, ns: string, desc: RunDescriptor, step: number, count: (n: number) => void, also: [string, string][]) {
     let p = this.paramsCache.get(key);
+    const blobs = await this.fetch(ns, p ? also : [[key, 'parameters'], ...also]);
     if (!p) {
-      const blob = await this.fetch(key, ns, 'parameters');
+      const blob = blobs.shift()!;
       count(blob?.length ?? 0);
       p = checkTensors(decodeBlob(blob, { run: desc.runId, kind: 'params', step }, 'parameters'), desc.manifest.params, 'parameters');
       this.paramsCache.set(key, p);
       while (this.paramsCache.size > 3) this.paramsCache.delete(this.paramsCache.keys().next().value!);
     }
     // the compute thread takes its task's buffers: hand it a copy, keep the cached one
-    return p.map((t) => ({ name: t.name, shape: t.shape.slice(), data: t.data.slice() }));
+    const params: WireTensor[] = p.map((t) => ({ name: t.name, shape: t.shape.slice(), data: t.data.slice() }));
+    return { params, extra: blobs };
   }
 
   /** Stops taking tasks; with `drain`, finishes those in hand (at most `drainMs`); leaves the group's entries to others. */
