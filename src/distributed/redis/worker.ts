@@ -149,6 +149,8 @@ export class RedisWorker {
         const mine = new Set(((res?.[i + 1]?.[1] as [string, string, number, number][] | undefined) ?? []).map((p) => p[0]));
         const ids = held.get(role)!.filter((id) => {
           if (mine.has(id)) return true;
+          // finished (acknowledged) while the pending list was read
+          if (!this.busy.has(id) && !this.queued.some((q) => q.id === id)) return false;
           if (!this.lostNoted.has(id)) {
             this.lostNoted.add(id);
             this.log(`task entry ${id} (${role}) was taken over by another worker while this one computed it (too slow to answer); finishing it anyway`);
