@@ -275,6 +275,7 @@ export class RedisWorker {
 
   private async done(e: Entry): Promise<void> {
     await this.cmd.pipeline().xack(this.keys.tasks(e.role), GROUP, e.id).xdel(this.keys.tasks(e.role), e.id).exec();
+    this.busy.delete(e.id);
   }
 
   /** A notice on the run's results stream; none if the stream is gone (the run ended, or Redis restarted empty). */
@@ -360,6 +361,8 @@ export class RedisWorker {
         .exec();
       const failed = res?.find(([err]) => err)?.[0];
       if (failed) throw failed;
+      // acknowledged: no longer held (before anything else runs, so the heartbeat does not look for it)
+      this.busy.delete(e.id);
       if (res?.[1]?.[1] === null) {
         this.log(`run ${runId} ended before the result of ${label} arrived: dropped`);
         this.cmd.del(key).catch(() => undefined);
