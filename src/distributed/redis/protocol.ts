@@ -9,7 +9,9 @@
  *   <p>:r:<runId>:d:<task>        the examples of one task (blob)
  *   <p>:r:<runId>:x:<task>        the factor snapshot of one inverse task (blob)
  *   <p>:r:<runId>:res:<task>:<w>  the result of a task computed by worker w (blob)
- *   <p>:r:<runId>:results         stream of result notices, read by the parameter server
+ *   <p>:r:<runId>:results         stream of result notices, read by the parameter server (created by it, PX 60 s
+ *                                 refreshed every second; workers add with NOMKSTREAM, so a dead run's stream is never
+ *                                 created again)
  * Blobs have a TTL and are deleted once consumed; stream entries are deleted once acknowledged.
  *
  * A task entry: v=1, run, task (its id: g<step>.<shard>, s<seed>, i<fromStep>), kind (the role), step, meta (small
