@@ -5,6 +5,8 @@
  *     equal the in-line run (the independent computation: every role in this thread) to float32 rounding: CSV rows
  *     (clocks aside) and final parameters; every shard applied exactly once; the bytes each role exchanged equal the
  *     payload computed from the model's parameter count and the batch;
+ *   - a task that throws inside a worker process is reported with its role and step and, under onFault 'respawn',
+ *     computed again;
  *   - forged messages are rejected and logged, never applied: a result for a task in flight with a wrong shape and
  *     one with a NaN, a result of another run, an error notice for a task never issued, a task of an unknown run and
  *     a malformed task; the run still equals the in-line one;
@@ -153,6 +155,18 @@ describe.skipIf(!enabled)('Redis transport: malformed and foreign messages', () 
     const wlog = c.workers.map((w) => w.out.text()).join('\n');
     expect(wlog).toMatch(/dropped gradient task g0\.0 of run no-such-run\.1: the run is gone/);
     expect(wlog).toMatch(/rejected gradient task g99\.9 of run \S+: meta is malformed/);
+  });
+});
+
+describe.skipIf(!enabled)('Redis transport: a task that throws in its worker process', () => {
+  it("is reported with its role and step; under onFault 'respawn' it is computed again and the run equals the in-line one", async () => {
+    const cfg = runCfg({ ...SGD, run: 'throws', examples: 16 * 4, keepCheckpoint: true });
+    const inline = await train(cfg, { gradientWorkers: 2 });
+    const remote = await train(cfg, { gradientWorkers: 2, gradients: 'redis', onFault: 'respawn', redis: { url: c.redis.url } }, { gradient: { step: 1, worker: 0, inject: { throw: 'injected failure' } } });
+    expectSame(inline, remote, 'throws');
+    expect(remote.side.faults).toEqual([expect.objectContaining({ role: 'gradient', step: 1, worker: 0, action: 'respawned and recomputed' })]);
+    expect(remote.side.faults[0].message).toMatch(/^gradient worker 0 failed at step 1: \S+: injected failure$/);
+    expect(remote.side.transport.resultsApplied).toBe(4 * 2);
   });
 });
 

@@ -24,7 +24,7 @@ import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import type { BackendName } from '../../backend';
 import type { GradientTask, InverseTask, StatsTask, Task, TaskResult, WireTensor } from '../messages';
-import { type Role, RolePool } from '../pool';
+import { type Role, RolePool, WorkerFault } from '../pool';
 import { decodeBlob, encodeBlob, MessageError } from './codec';
 import { connectRedis, redactUrl } from './connect';
 import { entryFields, GROUP, Keys, PROTOCOL_VERSION, RunDescriptor, sleep, TaskMeta, type WorkerInfo } from './protocol';
@@ -373,7 +373,8 @@ export class RedisWorker {
         this.log(`finished ${label}: compute ${resultMs(r).toFixed(1)} ms; fetch and check ${ms(t0, t1)} ms, on the thread ${ms(t1, t2)} ms, result out ${ms(t2, performance.now())} ms`);
       }
     } catch (err) {
-      const msg = (err as Error).message;
+      // the compute thread's failure as it happened (the parameter server names the role, shard and step itself)
+      const msg = err instanceof WorkerFault ? err.cause.message : (err as Error).message;
       if (err instanceof MessageError) {
         this.counts.rejected++;
         this.log(`rejected ${label}: ${msg}`);
