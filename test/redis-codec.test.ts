@@ -18,7 +18,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend';
 import { Network, NetworkModel, parseNetworkSpec, payloadBytes } from '../src/distributed/network';
 import { decodeBlob, encodeBlob } from '../src/distributed/redis/codec';
-import { checkBatch, checkGradientResult, checkInverseInput, checkInverseResult, checkStatsResult, registeredBlockDims, blockDims, type RunManifest } from '../src/distributed/redis/validate';
+import { blockDims, checkBatch, checkGradientResult, checkInverseInput, checkInverseResult, checkStatsResult, runManifest } from '../src/distributed/redis/validate';
 import { gradientShard, invertSnapshots, statsBatch } from '../src/distributed/roles';
 import { runDistributedTraining } from '../src/distributed/run';
 import { DistConfig } from '../src/distributed/server';
@@ -47,13 +47,10 @@ function sameBits(a: unknown, b: unknown): boolean {
 
 function setup() {
   const model = buildModel({ arch: 'cifarnet', bn: true }, [H, H, C], K, 2);
-  const manifest: RunManifest = {
-    params: [...model.params].map(([name, v]) => ({ name, shape: v.shape.slice() })),
-    bn: model.layers.flatMap((l) => (l.kind === 'batchnorm' ? [{ name: l.name, channels: l.channels }] : [])),
-    blocks: [],
-  };
   const blocks = registerBlocks(model.layers, { conv: 'kfc', decay: 0.95 });
-  manifest.blocks = registeredBlockDims(blocks);
+  const manifest = runManifest(model, blocks);
+  expect(manifest.bn.length).toBeGreaterThan(0);
+  expect(manifest.blocks.map((b) => b.kind)).toContain('scale-shift');
   const b = batchOf(synthSplit(8, 5), 0, 8);
   return { model, manifest, blocks, b };
 }

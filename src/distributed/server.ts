@@ -33,10 +33,10 @@ import { type Grads, stepSize, type StepInfo } from '../train/update';
 import { SimClock } from './clock';
 import type { GradientResult, GradientTask, Inject, ReplicaSpec, StatsResult, StatsTask, WireTensor } from './messages';
 import { Network, NetworkModel, payloadBytes, StepTraffic, type Transfer, type TrafficKind } from './network';
-import { type FaultEvent, type Role, RolePool, type RoleTransport } from './pool';
+import { type FaultEvent, type Role, ROLES, RolePool, type RoleTransport } from './pool';
 import { RedisConfig } from './redis/connect';
 import { RedisRolePool, RedisRun } from './redis/transport';
-import { registeredBlockDims } from './redis/validate';
+import { runManifest } from './redis/validate';
 import { AsyncInverseRefresher, type RefresherState } from './refresher';
 import { type CostClock, cpuMs, gradientShard, loadParams, statsBatch, wallMs, wireParams } from './roles';
 import { type PumpTask, StatsPump } from './stats-pump';
@@ -263,9 +263,9 @@ export class ParameterServer {
     this.network = new Network(dist.network);
     this.now = dist.costClock === 'cpu' ? cpuMs : wallMs;
     this.paramBytes = [...model.params.values()].reduce((a, v) => a + v.size * 4, 0);
-    const roles: Role[] = (['gradient', 'stats', 'inverse'] as const).filter(
-      (r) => (r === 'gradient' ? dist.gradients : r === 'stats' ? (this.kfac ? dist.stats : 'inline') : this.kfac ? dist.inverses : 'inline') === 'redis',
-    );
+    // SGD has no stats or inverse role
+    const transportOf: Record<Role, 'inline' | 'thread' | 'redis'> = { gradient: dist.gradients, stats: this.kfac ? dist.stats : 'inline', inverse: this.kfac ? dist.inverses : 'inline' };
+    const roles = ROLES.filter((r) => transportOf[r] === 'redis');
     this.redis = roles.length
       ? new RedisRun(
           dist.redis!,
@@ -275,31 +275,27 @@ export class ParameterServer {
             label: cfg.label,
             spec: this.spec,
             data: opts.dataset ?? { dataset: 'unknown' },
-            manifest: {
-              params: [...model.params].map(([name, v]) => ({ name, shape: v.shape.slice() })),
-              bn: model.layers.flatMap((l) => (l.kind === 'batchnorm' ? [{ name: l.name, channels: l.channels }] : [])),
-              blocks: this.kfac ? registeredBlockDims(this.kfac.blocks) : [],
-            },
+            manifest: runManifest(model, this.kfac?.blocks ?? []),
             roles,
           },
           this.faults,
           opts.log,
         )
       : null;
-    const pool = (role: Role, transport: 'inline' | 'thread' | 'redis', n: number): RoleTransport | null => {
-      if (transport === 'inline') return null;
-      const p = transport === 'thread' ? new RolePool(role, n, dist.onFault, this.faults, dist.retries) : new RedisRolePool(role, this.redis!, dist.onFault, this.faults, dist.retries);
+    const pool = (role: Role, n: number): RoleTransport | null => {
+      if (transportOf[role] === 'inline') return null;
+      const p = transportOf[role] === 'thread' ? new RolePool(role, n, dist.onFault, this.faults, dist.retries) : new RedisRolePool(role, this.redis!, dist.onFault, this.faults, dist.retries);
       this.pools.push(p);
       return p;
     };
-    this.gradPool = pool('gradient', dist.gradients, dist.gradientWorkers);
+    this.gradPool = pool('gradient', dist.gradientWorkers);
     if (this.kfac && this.kcfg) {
-      this.statsPool = pool('stats', dist.stats, 1);
+      this.statsPool = pool('stats', 1);
       if (dist.statsSchedule.kind === 'async') {
         if (!this.statsPool) throw new Error("'async' statistics need a stats worker of their own (stats: 'thread' or 'redis')");
         this.statsPump = new StatsPump(this.statsPool, () => this.nextAsyncStatsTask());
       }
-      const invPool = pool('inverse', dist.inverses, Math.min(dist.inverseThreads, 2));
+      const invPool = pool('inverse', Math.min(dist.inverseThreads, 2));
       this.refresher = new AsyncInverseRefresher(this.kfac, dist.inverse, invPool, this.kcfg.dampingMode, this.clock, this.now, this.network, dist.costClock);
     } else {
       this.statsPool = null;

@@ -7,6 +7,7 @@
  * problem; nothing of a rejected message is applied.
  */
 import type { BlockSnapshot, FisherBlock } from '../../kfac/blocks';
+import type { Model } from '../../nn/model';
 import type { GradientResult, InverseResult, ReplicaSpec, StatsResult, WireTensor } from '../messages';
 import { MessageError } from './codec';
 
@@ -147,6 +148,15 @@ export function registeredBlockDims(blocks: readonly FisherBlock[]): BlockDims[]
         ? { name: b.name, kind: b.kind, dK: b.T, dPsi: b.C, dD: b.O, hasBias: b.bias !== undefined }
         : { name: b.name, kind: b.kind, d: 2 * b.C },
   );
+}
+
+/** The manifest of a run: the model's parameters and batch-norm layers, the K-FAC blocks' dimensions. */
+export function runManifest(model: Model, blocks: readonly FisherBlock[]): RunManifest {
+  return {
+    params: [...model.params].map(([name, v]) => ({ name, shape: v.shape.slice() })),
+    bn: model.layers.flatMap((l) => (l.kind === 'batchnorm' ? [{ name: l.name, channels: l.channels }] : [])),
+    blocks: registeredBlockDims(blocks),
+  };
 }
 
 const MAX_DIM = 1 << 16;
