@@ -38,15 +38,15 @@ export interface DistBenchOptions {
   trainSubset: number;
 }
 
-type Row = Record<string, number | undefined>;
+export type Row = Record<string, number | undefined>;
 
-function readRows(csv: string): Row[] {
+export function readRows(csv: string): Row[] {
   const recs = parse(readFileSync(csv, 'utf8'), { columns: true }) as Record<string, string>[];
   return recs.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v === '' ? undefined : Number(v)])));
 }
 
 /** Seconds per step over the steps after the first `skip` (warm-up, first inverses) from the CSV's clocks. */
-function perStep(rows: Row[], clock: 'wall_seconds' | 'sim_seconds', skip: number): number {
+export function perStep(rows: Row[], clock: 'wall_seconds' | 'sim_seconds', skip: number): number {
   const a = rows[skip - 1];
   const b = rows[rows.length - 1];
   return (b[clock]! - a[clock]!) / (b.step! - a.step!);

@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --only backend,models,data,linalg,kfac,distributed]
+ * npm run bench [-- --only backend,models,data,linalg,kfac,distributed,redis]
  *
  * Every speed figure of the project, measured in one run and printed as tables (ratios are what to compare: this
  * machine is noisy).
@@ -10,6 +10,7 @@ import { benchDistributed } from './distributed';
 import { benchLinalg } from './linalg';
 import { benchKfac } from './kfac';
 import { benchModels } from './models';
+import { benchRedis } from './redis';
 
 const sections: Record<string, () => Promise<unknown>> = {
   backend: () => benchBackend(),
@@ -18,6 +19,7 @@ const sections: Record<string, () => Promise<unknown>> = {
   linalg: () => benchLinalg(),
   kfac: () => benchKfac(),
   distributed: () => benchDistributed(),
+  redis: () => benchRedis(),
 };
 
 const onlyArg = process.argv.indexOf('--only');

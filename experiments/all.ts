@@ -1,6 +1,6 @@
 /**
  * npm run exp:all -- [--profile quick|paper] [--only fig2,fig6] [--with-extras] [--backend B] [--data-dir D]
- *                    [--results DIR] [--resume] [--set key=value ...]
+ *                    [--results DIR] [--resume] [--set key=value ...] [--redis URL …] [--network SPEC]
  *
  * Runs every figure's experiment in paper order, each in its own process (`exp run <name> --no-report`, so one
  * figure's memory is gone before the next starts and a failure does not take the others down), prints the overall
@@ -13,11 +13,13 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, Option } from 'commander';
 import { generateReports } from '../reports/cli';
+import { takePassword } from '../src/distributed/redis/connect';
+import { addDistOptions, type DistOptions, distOptionArgs } from './cli-options';
 import { REPO_ROOT, resultsRoot } from './common';
 import { exitWithError } from './errors';
 import { type Experiment, loadExperiments } from './registry';
 
-interface AllOptions {
+interface AllOptions extends DistOptions {
   profile: string;
   only?: string;
   withExtras?: boolean;
@@ -57,7 +59,7 @@ function runChild(args: string[]): Promise<number> {
 }
 
 async function main(argv: string[]) {
-  const program = new Command('exp:all')
+  const program = addDistOptions(new Command('exp:all'))
     .description("run every figure's experiment, then regenerate the reports")
     .addOption(new Option('--profile <name>', 'quick (this machine) or paper').default('quick'))
     .option('--only <names>', 'comma-separated experiments (default: every figure)')
@@ -88,6 +90,9 @@ async function main(argv: string[]) {
   if (o.results) pass.push('--results', o.results);
   if (o.resume) pass.push('--resume');
   for (const s of o.set ?? []) pass.push('--set', s);
+  // a password in --redis goes to the children in DKFAC_REDIS_PASSWORD, not on their command lines
+  if (o.redis) o.redis = takePassword(o.redis);
+  pass.push(...distOptionArgs(o));
 
   const root = resultsRoot(o);
   mkdirSync(root, { recursive: true });

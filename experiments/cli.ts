@@ -1,17 +1,20 @@
 /**
  * npm run exp:<name> -- [--profile quick|paper] [--backend B] [--data-dir D] [--download] [--set key=value ...]
  *                       [--only run1,run2] [--results DIR] [--no-report] [--resume]
+ *                       [--redis URL [--redis-wait S] [--redis-prefix P] [--redis-tls-ca FILE]] [--network SPEC]
  *
  * Runs every run of one paper figure, writes results/<name>/<run>.csv + .json, then regenerates the report. With
  * --resume, runs whose sidecar says finished are skipped and the others continue from their checkpoint
  * (results/<name>/<run>.ckpt, written at every evaluation and on Ctrl-C), or start over where there is none.
+ * With --redis, every role of the distributed runs (gradient, stats, inverse workers) runs on the worker processes
+ * connected to that Redis (`npm run worker -- --redis URL`, on any machine); this process is the parameter server.
  */
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { addCommonOptions } from './cli-options';
+import { addCommonOptions, addDistOptions, type DistOptions } from './cli-options';
 import { generateReports } from '../reports/cli';
 import { installStopHandlers } from '../src/train/stop';
-import { type CommonOptions, prepare, readTuned, trainRuns, tunedPath } from './common';
+import { type CommonOptions, prepare, readTuned, resolveDistOptions, trainRuns, tunedPath } from './common';
 import { loadExperiments } from './registry';
 import { exitWithError } from './errors';
 
@@ -24,15 +27,19 @@ async function main(argv: string[]) {
     .action(async () => {
       for (const e of (await loadExperiments()).values()) console.log(`${e.name.padEnd(8)} ${e.title}`);
     });
-  addCommonOptions(
-    program
-      .command('run <experiment>')
-      .description('run one experiment')
-      .option('--only <runs>', 'comma-separated run ids to train (default all)')
-      .option('--no-report', 'skip regenerating the report')
-      .option('--resume', 'skip finished runs; continue unfinished ones from their checkpoints'),
-  ).action(async (name: string, o: CommonOptions & { only?: string; report: boolean; resume?: boolean }) => {
+  addDistOptions(
+    addCommonOptions(
+      program
+        .command('run <experiment>')
+        .description('run one experiment')
+        .option('--only <runs>', 'comma-separated run ids to train (default all)')
+        .option('--no-report', 'skip regenerating the report')
+        .option('--resume', 'skip finished runs; continue unfinished ones from their checkpoints'),
+    ),
+  ).action(async (name: string, o: CommonOptions & DistOptions & { only?: string; report: boolean; resume?: boolean }) => {
     installStopHandlers();
+    // before any work: a Redis that cannot be used is a clear error here
+    const dist = await resolveDistOptions(o);
     const p = await prepare(name, o);
     const tuned = readTuned(p.root, p.experiment, p.profileName);
     for (const method of p.experiment.tunable ?? ['sgd+bn']) {
@@ -52,7 +59,7 @@ async function main(argv: string[]) {
     }
     const dir = join(p.root, name);
     const tunedFrom = Object.fromEntries(Object.entries(tuned).map(([m, t]) => [m, t?.summaryCsv]));
-    const summaries = await trainRuns(p, runs, dir, { tunedFrom }, { resume: o.resume });
+    const summaries = await trainRuns(p, runs, dir, { tunedFrom }, { resume: o.resume, dist });
     await p.data.close();
     console.log(`\nresults: ${dir}/ (${summaries.map((s) => `${s.run}.csv`).join(', ')})`);
     if (o.report) {

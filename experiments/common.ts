@@ -9,8 +9,11 @@ import { type BackendInfo, type BackendName, initBackend } from '../src/backend'
 import { ConfigError, DataConfig, parseConfig, RunConfig, type RunConfigInput } from '../src/train/config';
 import { type RunSummary, runTraining } from '../src/train/run';
 import type { TrainData } from '../src/train/trainer';
-import { DistConfig } from '../src/distributed/server';
+import { type DistConfigInput, DistConfig } from '../src/distributed/server';
 import { runDistributedTraining } from '../src/distributed/run';
+import { type NetworkModel, parseNetworkSpec } from '../src/distributed/network';
+import { connectRedis, RedisConfig, takePassword } from '../src/distributed/redis/connect';
+import type { DistOptions } from './cli-options';
 import { openTrainData } from './data';
 import { type Experiment, loadExperiments, type TunedSettings } from './registry';
 
@@ -115,6 +118,48 @@ export async function prepare(name: string, opts: CommonOptions): Promise<Prepar
   return { experiment, profileName: opts.profile, profile, backend, data, root: resultsRoot(opts) };
 }
 
+/** What the command line changes in every distributed run: its roles on Redis workers, the network model. */
+export interface DistOverrides {
+  redis?: RedisConfig;
+  network?: NetworkModel;
+}
+
+/**
+ * The distributed options, checked: a bad value, or a Redis that cannot be used (unreachable, refused credentials,
+ * evicting keys), is a clear error before any data is read or any run starts. A password in the --redis URL moves
+ * into DKFAC_REDIS_PASSWORD so that no config, sidecar or checkpoint holds it.
+ */
+export async function resolveDistOptions(o: DistOptions): Promise<DistOverrides> {
+  const out: DistOverrides = {};
+  if (o.network) out.network = parseNetworkSpec(o.network);
+  if (!o.redis) {
+    if (o.redisWait || o.redisPrefix || o.redisTlsCa) throw new ConfigError('--redis-wait, --redis-prefix and --redis-tls-ca need --redis');
+    return out;
+  }
+  const url = takePassword(o.redis);
+  const r = RedisConfig.safeParse({
+    url,
+    ...(o.redisWait ? { workerWaitSeconds: Number(o.redisWait) } : {}),
+    ...(o.redisPrefix ? { prefix: o.redisPrefix } : {}),
+    ...(o.redisTlsCa ? { tlsCa: o.redisTlsCa } : {}),
+  });
+  if (!r.success) throw new ConfigError(`--redis: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  const c = await connectRedis({ url: r.data.url, tlsCa: r.data.tlsCa, name: 'dkfac-check' });
+  c.disconnect();
+  console.log(`redis: ${url} reachable; remote-capable roles of every distributed run go to its worker processes (npm run worker -- --redis ${url})`);
+  out.redis = r.data;
+  return out;
+}
+
+/** A run's distributed configuration with the command line's overrides: every role on Redis, the network model. */
+export function withOverrides(d: DistConfigInput, o: DistOverrides): DistConfigInput {
+  return {
+    ...d,
+    ...(o.redis ? { gradients: 'redis', stats: 'redis', inverses: 'redis', redis: o.redis } : {}),
+    ...(o.network ? { network: o.network } : {}),
+  };
+}
+
 /**
  * Validates every run first (a bad setting stops the experiment before any training), then trains them in order:
  * through the distributed runtime where the experiment gives the run a distributed configuration, else in the
@@ -125,10 +170,12 @@ export async function trainRuns(
   runs: RunConfigInput[],
   resultsDir: string,
   notes?: Record<string, unknown>,
-  opts: { resume?: boolean } = {},
+  opts: { resume?: boolean; dist?: DistOverrides } = {},
 ): Promise<RunSummary[]> {
   const checked = runs.map((r) => {
-    const d = p.experiment.dist?.(p.profile, r);
+    const d0 = p.experiment.dist?.(p.profile, r);
+    const d = d0 && opts.dist ? withOverrides(d0, opts.dist) : d0;
+    if (!d0 && opts.dist?.redis) console.log(`${r.label}: trained in the single-process loop (the experiment gives it no distributed roles): --redis does not apply`);
     return {
       cfg: parseConfig(RunConfig, r, `run '${r.run}'`),
       dist: d === undefined ? undefined : parseConfig(DistConfig, d, `run '${r.run}' distributed configuration`),

@@ -1,7 +1,7 @@
 /** CLI error reporting: known errors (bad config, bad data, usage) print one clear line and exit non-zero. */
 import { CommanderError } from 'commander';
 
-const KNOWN = new Set(['ConfigError', 'DataError', 'LinalgError', 'BackendError']);
+const KNOWN = new Set(['ConfigError', 'DataError', 'LinalgError', 'BackendError', 'RedisConnectError', 'TransportError', 'MessageError']);
 
 export function exitWithError(e: unknown): never {
   if (e instanceof CommanderError) {

@@ -21,7 +21,7 @@ import { registerBlocks } from '../src/kfac/registry';
 import { buildModel } from '../src/nn/zoo';
 import { formatIssues, type RunConfig } from '../src/train/config';
 import { CSV_COLUMNS } from '../src/train/schema';
-import { batchOf, C, H, K, runCfg, synthSplit, trainData } from './distributed-helpers';
+import { batchOf, C, H, K, relDiff, runCfg, synthSplit, trainData } from './distributed-helpers';
 
 let backend: BackendInfo;
 beforeAll(async () => {
@@ -36,14 +36,7 @@ function statsDiff(a: StatsRecord['stats'], b: StatsRecord['stats']): number {
     const sb = b[i][1] as unknown as Record<string, unknown>;
     for (const [key, va] of Object.entries(sa)) {
       if (!(va instanceof Float64Array)) continue;
-      const vb = sb[key] as Float64Array;
-      let num = 0;
-      let den = 1e-12;
-      for (let j = 0; j < va.length; j++) {
-        num = Math.max(num, Math.abs(va[j] - vb[j]));
-        den = Math.max(den, Math.abs(vb[j]));
-      }
-      worst = Math.max(worst, num / den);
+      worst = Math.max(worst, relDiff(va, sb[key] as Float64Array, 1e-12));
     }
   });
   return worst;
@@ -159,6 +152,6 @@ describe('stats schedules', () => {
   it('async statistics in-line are a configuration error naming the key', () => {
     const r = DistConfig.safeParse({ stats: 'inline', statsSchedule: { kind: 'async' } });
     expect(r.success).toBe(false);
-    expect(formatIssues(r.error!)).toMatch(/statsSchedule: 'async' statistics need the threaded stats worker/);
+    expect(formatIssues(r.error!)).toMatch(/statsSchedule: 'async' statistics need a stats worker of their own \(stats: 'thread' or 'redis'\)/);
   });
 });

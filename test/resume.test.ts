@@ -16,12 +16,11 @@ import { runDistributedTraining } from '../src/distributed/run';
 import { DistConfig } from '../src/distributed/server';
 import { readCheckpoint } from '../src/train/checkpoint';
 import type { RunConfig } from '../src/train/config';
-import { CSV_COLUMNS } from '../src/train/schema';
 import { checkpointPath, type RunCheckpoint } from '../src/train/session';
 import { clearStop, requestStop } from '../src/train/stop';
 import { type RunContext, type RunSummary, runTraining } from '../src/train/run';
 import type { TrainData } from '../src/train/trainer';
-import { runCfg, trainData } from './distributed-helpers';
+import { bitIdentical, finalParams, rows, runCfg, trainData } from './distributed-helpers';
 
 let backend: BackendInfo;
 beforeAll(async () => {
@@ -49,27 +48,6 @@ function stoppingData(seed: number, stopAt: number): TrainData {
 }
 
 type Runner = (cfg: RunConfig, ctx: RunContext) => Promise<RunSummary>;
-
-/** CSV rows without the clocks (real and simulated time differ between any two runs). */
-function rows(csv: string): string[][] {
-  const clocks = new Set([CSV_COLUMNS.indexOf('wall_seconds'), CSV_COLUMNS.indexOf('sim_seconds')]);
-  return readFileSync(csv, 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => l.split(',').filter((_, i) => !clocks.has(i)));
-}
-
-function finalParams(dir: string, run: string): Map<string, Float32Array> {
-  const c = readCheckpoint<RunCheckpoint>(checkpointPath(dir, run));
-  const loop = c.loop as { trainer?: { params: Map<string, { data: Float32Array }> }; ps?: { trainer: { params: Map<string, { data: Float32Array }> } } };
-  const params = (loop.trainer ?? loop.ps!.trainer).params;
-  return new Map([...params].map(([k, v]) => [k, v.data]));
-}
-
-function bitIdentical(a: Map<string, Float32Array>, b: Map<string, Float32Array>): boolean {
-  if ([...a.keys()].join() !== [...b.keys()].join()) return false;
-  return [...a].every(([k, x]) => Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(b.get(k)!.buffer, b.get(k)!.byteOffset, b.get(k)!.byteLength)));
-}
 
 /**
  * The uninterrupted run and the stopped-then-resumed one; 8 steps, a row every 2, evaluations at 4 and 8, the stop

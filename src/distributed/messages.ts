@@ -29,6 +29,9 @@ export interface WireTensor {
   data: Float32Array;
 }
 
+/** What a worker times its task with: elapsed time ('wall') or its process's CPU time ('cpu'; see roles.ts). */
+export type CostClockName = 'wall' | 'cpu';
+
 /** Test-only fault and delay injection, carried by a task. */
 export interface Inject {
   /** sleep this long before computing (slows an inverse worker down so that staleness appears) */
@@ -51,6 +54,7 @@ export interface GradientTask {
   shape: [number, number, number, number];
   bnChunk?: number;
   inject?: Inject;
+  costClock?: CostClockName;
 }
 
 export interface GradientResult {
@@ -82,6 +86,7 @@ export interface StatsTask {
   fisher: 'sampled' | 'empirical';
   bnChunk?: number;
   inject?: Inject;
+  costClock?: CostClockName;
 }
 
 export interface StatsResult {
@@ -102,6 +107,7 @@ export interface InverseTask {
   damping: Record<string, number>;
   mode: DampingMode;
   inject?: Inject;
+  costClock?: CostClockName;
 }
 
 export interface InverseResult {

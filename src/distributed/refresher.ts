@@ -12,14 +12,17 @@
  *                       it if need be): deterministic, in-line or threaded; L = 0 is a refresh every step
  * The very first job (step 0) is always waited for, so that every schedule starts from inverses.
  *
- * Transports: 'thread' (an inverse-worker pool of M threads; buffers transferred) or 'inline' (computed in this
- * thread at submission, its result held back until it is due).
+ * Transports: 'thread' (an inverse-worker pool of M threads; buffers transferred), 'redis' (inverse workers in other
+ * processes) or 'inline' (computed in this thread at submission, its result held back until it is due). Each installed
+ * job's snapshot and inverses are counted as inverse traffic (takeTransfers) and, on a remote inverse worker of the
+ * network model, their transfer time is part of the job's simulated duration.
  */
 import { type BlockInverses, type DampingMode } from '../kfac/blocks';
 import type { KfacOptimizer } from '../kfac/optimizer';
 import type { SimClock } from './clock';
-import type { Inject, InverseResult, InverseTask } from './messages';
-import type { RolePool } from './pool';
+import type { CostClockName, Inject, InverseResult, InverseTask } from './messages';
+import { type Network, payloadBytes, type Transfer } from './network';
+import type { RoleTransport } from './pool';
 import { type CostClock, invertSnapshots, wallMs } from './roles';
 
 export type InverseSchedule = { kind: 'sync'; every: number } | { kind: 'async' } | { kind: 'lagged'; lag: number };
@@ -37,6 +40,8 @@ interface Job {
   promise: Promise<InverseResult>;
   result?: InverseResult;
   error?: unknown;
+  /** payload bytes of the snapshot sent */
+  snapBytes: number;
 }
 
 export interface RefresherStats {
@@ -62,17 +67,29 @@ export class AsyncInverseRefresher {
   /** test-only injection for the next submitted task (consumed once), or for every task */
   injectNext?: Inject;
   injectAll?: Inject;
+  /** traffic of the jobs installed since the last takeTransfers */
+  private transfers: Transfer[] = [];
 
   constructor(
     readonly kfac: KfacOptimizer,
     readonly schedule: InverseSchedule,
-    readonly pool: RolePool | null,
+    readonly pool: RoleTransport | null,
     readonly mode: DampingMode,
     readonly clock?: SimClock,
     /** what in-line inversions are timed with (the simulated clock's block costs) */
     readonly now: CostClock = wallMs,
+    readonly network?: Network,
+    /** what a remote inverse worker times its job with */
+    readonly costClock?: CostClockName,
   ) {
-    if (schedule.kind === 'async' && !pool) throw new Error("inverse schedule 'async' needs the threaded transport (use 'lagged' in-line)");
+    if (schedule.kind === 'async' && !pool) throw new Error("inverse schedule 'async' needs inverse workers of their own (threads or Redis; use 'lagged' in-line)");
+  }
+
+  /** The snapshot and inverse traffic of the jobs installed since the last call. */
+  takeTransfers(): Transfer[] {
+    const t = this.transfers;
+    this.transfers = [];
+    return t;
   }
 
   private submit(step: number): void {
@@ -83,6 +100,7 @@ export class AsyncInverseRefresher {
       damping: Object.fromEntries(this.kfac.damping),
       mode: this.mode,
       inject: this.injectNext ?? this.injectAll,
+      costClock: this.costClock,
     };
     this.injectNext = undefined;
     const lag = this.schedule.kind === 'lagged' ? this.schedule.lag : 0;
@@ -94,11 +112,13 @@ export class AsyncInverseRefresher {
   /** Hands `task` to an inverse worker (or computes it in-line) as job `id`. */
   private start(id: number, fromStep: number, due: number, task: InverseTask): void {
     const kept = !this.pool ? task : this.schedule.kind === 'lagged' ? structuredClone(task) : null;
+    // before the pool moves the buffers
+    const snapBytes = payloadBytes(task.snapshots);
     const retry = () => (kept ? structuredClone(kept) : { ...task, snapshots: this.kfac.snapshot() });
     const promise: Promise<InverseResult> = this.pool
       ? (this.pool.run(task, fromStep, undefined, retry) as Promise<InverseResult>)
       : Promise.resolve().then(() => invertSnapshots(task, this.now));
-    const job: Job = { id, fromStep, due, task: kept, promise };
+    const job: Job = { id, fromStep, due, task: kept, promise, snapBytes };
     // a rejection is kept on the job and rethrown at the poll that finds it
     promise.then(
       (r) => (job.result = r),
@@ -143,7 +163,12 @@ export class AsyncInverseRefresher {
       }
     }
     this.kfac.installInverses(map, job.fromStep);
-    this.clock?.inverseInstalled(job.id, Object.values(r.blockMs), blocking);
+    const t: Transfer[] = [
+      { role: 'inverse', kind: 'snapshots', dir: 'down', bytes: job.snapBytes },
+      { role: 'inverse', kind: 'inverses', dir: 'up', bytes: payloadBytes(r.inverses) },
+    ];
+    this.transfers.push(...t);
+    this.clock?.inverseInstalled(job.id, Object.values(r.blockMs), blocking, this.network?.phaseMs(t) ?? 0);
     this.stats.installed++;
     this.stats.installs.push({ fromStep: job.fromStep, step, ms: r.ms, threadId: r.threadId });
     this.job = null;

@@ -1,9 +1,11 @@
 /**
  * The distributed training loop: a ParameterServer stepped through the shared run session (src/train/session.ts:
  * CSV rows, evaluations, sidecar, stops, checkpoints, resume). Rows carry wall_seconds (real), sim_seconds (the
- * simulated cluster clock) and inverse_staleness (K-FAC). A worker fault under onFault 'stop' ends the run with status
- * 'failed' and the fault (role, step, error) in the sidecar; the rows written before it stay. Workers are closed
- * whatever happens.
+ * simulated cluster clock), inverse_staleness (K-FAC), the bytes each role exchanged and the modelled communication
+ * time. A worker fault under onFault 'stop' ends the run with status 'failed' and the fault (role, step, error) in the
+ * sidecar; the rows written before it stay; so does a transport failure (Redis lost, no worker left). Over Redis the
+ * sidecar also has the transport's record (run id, workers seen, takeovers among the faults, messages rejected,
+ * duplicates ignored, bytes through Redis). Workers are closed whatever happens.
  */
 import type { RunConfig } from '../train/config';
 import { runFingerprint, runSession, TrackedStream } from '../train/session';
@@ -30,18 +32,30 @@ interface DistLoopState {
 export function runDistributedTraining(cfg: RunConfig, dist: DistConfig, ctx: RunContext, injections: Injections = {}): Promise<DistRunSummary> {
   const { data } = ctx;
   return runSession(cfg, ctx, {
-    fingerprint: runFingerprint(cfg, ctx, { distributed: dist }),
+    // where Redis is (and its timeouts) does not change what a run computes: a run may resume on another server
+    fingerprint: runFingerprint(cfg, ctx, { distributed: { ...dist, redis: undefined } }),
     fromSidecar: (side) => ({
       simSeconds: side.summary?.simSeconds ?? 0,
       faults: ((side as { faults?: ParameterServer['faults'] }).faults ?? []) as ParameterServer['faults'],
       inverseInstalls: side.summary?.inverseInstalls ?? 0,
       meanStaleness: side.summary?.meanStaleness,
     }),
-    build: () => {
+    build: async () => {
       const model = buildModel(cfg.model, [data.height, data.width, data.channels], data.numClasses, cfg.seed);
       const polyakDecay = polyakDecayOf(cfg, data);
-      const ps = new ParameterServer(model, cfg, dist, data, polyakDecay);
+      const ps = new ParameterServer(model, cfg, dist, data, polyakDecay, {
+        experiment: ctx.experiment,
+        dataset: { dataset: data.source.dataset, subset: data.source.subset },
+      });
       ps.injections = injections;
+      try {
+        await ps.open();
+      } catch (e) {
+        await ps.close();
+        ps.dispose();
+        model.dispose();
+        throw e;
+      }
       // the stats worker reads its own stream (a different shuffle of the training set)
       const stream = new TrackedStream(data.train(cfg.seed));
       const statsStream = ps.kfac ? new TrackedStream(data.train(cfg.seed + 7919)) : null;
@@ -72,6 +86,10 @@ export function runDistributedTraining(cfg: RunConfig, dist: DistConfig, ctx: Ru
             inverse_staleness: r.staleness,
             stats_batches: r.statsFolded,
             stats_staleness: r.statsStaleness,
+            bytes_gradient: r.traffic.byRole.gradient,
+            bytes_stats: ps.kfac ? r.traffic.byRole.stats : undefined,
+            bytes_inverse: ps.kfac ? r.traffic.byRole.inverse : undefined,
+            comm_seconds: r.commSeconds,
           };
           return { loss: r.loss, errors: r.errors, examples: batch.labels.length, fields };
         },
@@ -98,8 +116,9 @@ export function runDistributedTraining(cfg: RunConfig, dist: DistConfig, ctx: Ru
               }
             : {}),
           workerFaults: ps.faults.length,
+          ...commSummary(ps),
         }),
-        sidecarExtra: () => ({ faults: ps.faults }),
+        sidecarExtra: () => ({ faults: ps.faults, ...(ps.redis ? { transport: ps.redis.report() } : {}) }),
         result: () => ({
           simSeconds: ps.clock.seconds,
           faults: ps.faults,
@@ -118,4 +137,26 @@ export function runDistributedTraining(cfg: RunConfig, dist: DistConfig, ctx: Ru
       };
     },
   });
+}
+
+/** Mean bytes per step by role and kind, and the transport's own time per step (roles off this thread). */
+function commSummary(ps: ParameterServer): Record<string, number> {
+  const c = ps.comm;
+  const n = Math.max(1, c.steps);
+  const out: Record<string, number> = {};
+  for (const [r, b] of Object.entries(c.byRole)) out[`bytesPerStep_${r}`] = b / n;
+  for (const [k, b] of Object.entries(c.byKind)) out[`bytesPerStep_${k}`] = b / n;
+  out.commSeconds = ps.clock.commSeconds;
+  if (c.measured) {
+    out.transportOverheadMsPerStep = c.overheadMs / c.measured;
+    const sorted = [...(c.overheads ?? [])].sort((a, b) => a - b);
+    if (sorted.length) out.transportOverheadMsMedian = sorted[Math.floor(sorted.length / 2)];
+    out.computePhaseMsPerStep = c.phaseMs / c.measured;
+  }
+  if (ps.redis) {
+    out.redisResultsApplied = ps.redis.applied;
+    out.redisDuplicatesIgnored = ps.redis.duplicates;
+    out.redisRejected = ps.redis.rejected.length;
+  }
+  return out;
 }

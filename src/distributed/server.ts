@@ -11,7 +11,10 @@
  *   3. the inverse refresher is polled (it may install inverses computed asynchronously from an older snapshot)
  *   4. g = Σ_i (n_i / n) g_i; v = K-FAC preconditioning with the newest inverses; η by the KL rule; momentum; Polyak
  * Steps 4's pieces are the trainer's (the OptimizerParts of makeOptimizer, Trainer's MomentumUpdater and PolyakAverage).
- * Each role runs on worker threads ('thread') or in this thread one after the other ('inline').
+ * Each role runs on worker threads ('thread'), on worker processes on any host through Redis ('redis', see
+ * redis/transport.ts) or in this thread one after the other ('inline'); threads and Redis are the two RoleTransports
+ * (pool.ts). Every step records the bytes each role exchanged (network.ts) and, with a network model, their transfer
+ * time on the simulated clock.
  *
  * With `optimizer.kind: 'sgd'` the same server runs synchronous data-parallel SGD (the paper's baselines): steps 2
  * and 3 do not exist (no stats worker, no inverse pool), the preconditioner is the identity and η the learning-rate
@@ -29,12 +32,17 @@ import { makeOptimizer, type OptimizerParts, Trainer, type TrainerState, Trainin
 import { type Grads, stepSize, type StepInfo } from '../train/update';
 import { SimClock } from './clock';
 import type { GradientResult, GradientTask, Inject, ReplicaSpec, StatsResult, StatsTask, WireTensor } from './messages';
-import { type FaultEvent, RolePool } from './pool';
+import { Network, NetworkModel, payloadBytes, StepTraffic, type Transfer, type TrafficKind } from './network';
+import { type FaultEvent, type Role, ROLES, RolePool, type RoleTransport } from './pool';
+import { RedisConfig } from './redis/connect';
+import { RedisRolePool, RedisRun } from './redis/transport';
+import { runManifest } from './redis/validate';
 import { AsyncInverseRefresher, type RefresherState } from './refresher';
 import { type CostClock, cpuMs, gradientShard, loadParams, statsBatch, wallMs, wireParams } from './roles';
 import { type PumpTask, StatsPump } from './stats-pump';
 
-const Transport = z.enum(['inline', 'thread']);
+/** Where a role runs: this thread, worker threads of this process, or worker processes through Redis. */
+const Transport = z.enum(['inline', 'thread', 'redis']);
 
 export const DistConfig = z.strictObject({
   /** N: gradient workers (the paper's "gpu1" / "gpu4") */
@@ -77,15 +85,27 @@ export const DistConfig = z.strictObject({
   /** a worker that throws or dies: run its task again on a fresh worker, or stop the run cleanly */
   onFault: z.enum(['respawn', 'stop']).default('stop'),
   retries: z.number().int().min(0).max(10).default(2),
+  /** the Redis transport's connection and timings (redis/connect.ts; needed when a role is 'redis') */
+  redis: RedisConfig.optional(),
+  /** the network model that puts transfer times on the simulated clock (network.ts); none when absent */
+  network: NetworkModel.optional(),
 }).superRefine((d, ctx) => {
-  if (d.statsSchedule.kind === 'async' && d.stats !== 'thread') {
-    ctx.addIssue({ code: 'custom', path: ['statsSchedule'], message: "'async' statistics need the threaded stats worker (stats: 'thread'); use { kind: 'lagged', lag } in-line" });
+  const remote = (t: string) => t === 'thread' || t === 'redis';
+  if (d.statsSchedule.kind === 'async' && !remote(d.stats)) {
+    ctx.addIssue({ code: 'custom', path: ['statsSchedule'], message: "'async' statistics need a stats worker of their own (stats: 'thread' or 'redis'); use { kind: 'lagged', lag } in-line" });
   }
-  if (d.costClock === 'cpu' && (d.gradients !== 'inline' || d.stats !== 'inline' || d.inverses !== 'inline')) {
-    ctx.addIssue({ code: 'custom', path: ['costClock'], message: "'cpu' measures role costs as this process's CPU time: every role must be in-line (gradients, stats, inverses: 'inline')" });
+  if (d.costClock === 'cpu' && (d.gradients === 'thread' || d.stats === 'thread' || d.inverses === 'thread')) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['costClock'],
+      message: "'cpu' measures role costs as a process's CPU time: no role may run on this process's threads (gradients, stats, inverses: 'inline' or 'redis')",
+    });
   }
-  if (d.inverse.kind === 'async' && d.inverses !== 'thread') {
-    ctx.addIssue({ code: 'custom', path: ['inverse'], message: "'async' inverses need the threaded inverse workers (inverses: 'thread'); use { kind: 'lagged', lag } in-line" });
+  if (d.inverse.kind === 'async' && !remote(d.inverses)) {
+    ctx.addIssue({ code: 'custom', path: ['inverse'], message: "'async' inverses need inverse workers of their own (inverses: 'thread' or 'redis'); use { kind: 'lagged', lag } in-line" });
+  }
+  if ((d.gradients === 'redis' || d.stats === 'redis' || d.inverses === 'redis') && !d.redis) {
+    ctx.addIssue({ code: 'custom', path: ['redis'], message: "a role on 'redis' needs the Redis connection (redis: { url: 'redis://host:port' })" });
   }
 });
 export type DistConfig = z.infer<typeof DistConfig>;
@@ -116,6 +136,10 @@ export interface DistStepResult {
   /** measured compute of this step's roles, ms: each gradient shard, and the statistics folded (0 if none) */
   roleMs: { shards: number[]; stats: number };
   simSeconds: number;
+  /** payload bytes each role exchanged with the parameter server at this step, and by kind */
+  traffic: StepTraffic;
+  /** simulated seconds of modelled communication on the critical path so far */
+  commSeconds: number;
 }
 
 /** One folded stats batch, as recorded for tests (Injections.recordStats). */
@@ -135,6 +159,14 @@ export interface ParameterServerState {
   clock: ReturnType<SimClock['state']>;
   wallSeconds: number;
   faults: FaultEvent[];
+  comm?: ParameterServer['comm'];
+}
+
+/** Options of a parameter server beyond its configuration: what the Redis transport tells its workers. */
+export interface ServerOptions {
+  experiment?: string;
+  dataset?: { dataset: string; subset?: string };
+  log?: (m: string) => void;
 }
 
 /** Contiguous shards of n examples over N workers, sizes differing by at most one. */
@@ -167,9 +199,27 @@ export class ParameterServer {
   readonly refresher: AsyncInverseRefresher | null;
   readonly clock: SimClock;
   readonly faults: FaultEvent[] = [];
-  readonly pools: RolePool[] = [];
-  private readonly gradPool: RolePool | null;
-  private readonly statsPool: RolePool | null;
+  readonly pools: RoleTransport[] = [];
+  /** the Redis transport's run (null unless a role is on 'redis') */
+  readonly redis: RedisRun | null;
+  readonly network: Network;
+  /**
+   * communication so far: payload bytes by role and kind, and the transport's own time per step (the compute
+   * phase's elapsed time beyond its slowest role, for roles off this thread)
+   */
+  comm = {
+    steps: 0,
+    byRole: { gradient: 0, stats: 0, inverse: 0 } as Record<Role, number>,
+    byKind: { params: 0, data: 0, gradients: 0, stats: 0, snapshots: 0, inverses: 0 } as Record<TrafficKind, number>,
+    overheadMs: 0,
+    phaseMs: 0,
+    measured: 0,
+    /** the transport's time of each step, ms (the last 5000 steps; their median is robust to warm-up steps) */
+    overheads: [] as number[],
+  };
+  private readonly gradPool: RoleTransport | null;
+  private readonly statsPool: RoleTransport | null;
+  private readonly paramBytes: number;
   private readonly spec: ReplicaSpec;
   private readonly kcfg: KfacConfig | null;
   injections: Injections = {};
@@ -196,6 +246,7 @@ export class ParameterServer {
     readonly dist: DistConfig,
     data: { epochSize: number },
     polyakDecay: number,
+    opts: ServerOptions = {},
   ) {
     // the single-process trainer's optimizer pieces (K-FAC: kfacParts, whose observe hook is replaced by steps 2–3)
     this.parts = makeOptimizer(cfg, model, data);
@@ -209,21 +260,43 @@ export class ParameterServer {
       ...(this.kcfg ? { blocks: { conv: this.kcfg.conv, doublyFactored: this.kcfg.doublyFactored, emaDecay: this.kcfg.emaDecay } } : {}),
     };
     this.clock = new SimClock(dist.inverseThreads);
+    this.network = new Network(dist.network);
     this.now = dist.costClock === 'cpu' ? cpuMs : wallMs;
-    const pool = (role: 'gradient' | 'stats' | 'inverse', n: number) => {
-      const p = new RolePool(role, n, dist.onFault, this.faults, dist.retries);
+    this.paramBytes = [...model.params.values()].reduce((a, v) => a + v.size * 4, 0);
+    // SGD has no stats or inverse role
+    const transportOf: Record<Role, 'inline' | 'thread' | 'redis'> = { gradient: dist.gradients, stats: this.kfac ? dist.stats : 'inline', inverse: this.kfac ? dist.inverses : 'inline' };
+    const roles = ROLES.filter((r) => transportOf[r] === 'redis');
+    this.redis = roles.length
+      ? new RedisRun(
+          dist.redis!,
+          {
+            experiment: opts.experiment ?? 'run',
+            run: cfg.run,
+            label: cfg.label,
+            spec: this.spec,
+            data: opts.dataset ?? { dataset: 'unknown' },
+            manifest: runManifest(model, this.kfac?.blocks ?? []),
+            roles,
+          },
+          this.faults,
+          opts.log,
+        )
+      : null;
+    const pool = (role: Role, n: number): RoleTransport | null => {
+      if (transportOf[role] === 'inline') return null;
+      const p = transportOf[role] === 'thread' ? new RolePool(role, n, dist.onFault, this.faults, dist.retries) : new RedisRolePool(role, this.redis!, dist.onFault, this.faults, dist.retries);
       this.pools.push(p);
       return p;
     };
-    this.gradPool = dist.gradients === 'thread' ? pool('gradient', dist.gradientWorkers) : null;
+    this.gradPool = pool('gradient', dist.gradientWorkers);
     if (this.kfac && this.kcfg) {
-      this.statsPool = dist.stats === 'thread' ? pool('stats', 1) : null;
+      this.statsPool = pool('stats', 1);
       if (dist.statsSchedule.kind === 'async') {
-        if (!this.statsPool) throw new Error("'async' statistics need the threaded stats worker (stats: 'thread')");
+        if (!this.statsPool) throw new Error("'async' statistics need a stats worker of their own (stats: 'thread' or 'redis')");
         this.statsPump = new StatsPump(this.statsPool, () => this.nextAsyncStatsTask());
       }
-      const invPool = dist.inverses === 'thread' ? pool('inverse', Math.min(dist.inverseThreads, 2)) : null;
-      this.refresher = new AsyncInverseRefresher(this.kfac, dist.inverse, invPool, this.kcfg.dampingMode, this.clock, this.now);
+      const invPool = pool('inverse', Math.min(dist.inverseThreads, 2));
+      this.refresher = new AsyncInverseRefresher(this.kfac, dist.inverse, invPool, this.kcfg.dampingMode, this.clock, this.now, this.network, dist.costClock);
     } else {
       this.statsPool = null;
       this.refresher = null;
@@ -232,6 +305,11 @@ export class ParameterServer {
 
   get steps(): number {
     return this.trainer.step;
+  }
+
+  /** Connects the remote transports (Redis: a clear error before any work if it cannot be used). */
+  async open(): Promise<void> {
+    await this.redis?.open();
   }
 
   private gradients(batch: Batch, k: number): Promise<GradientResult[]> {
@@ -244,7 +322,7 @@ export class ParameterServer {
     const pool = this.gradPool;
     return Promise.all(
       ranges.map(([lo, hi], i) => {
-        const make = (): GradientTask => ({ kind: 'gradient', spec: this.spec, step: k, worker: i, params: wireParams(this.model), bnChunk, ...sliceBatch(batch, lo, hi) });
+        const make = (): GradientTask => ({ kind: 'gradient', spec: this.spec, step: k, worker: i, params: wireParams(this.model), bnChunk, costClock: this.dist.costClock, ...sliceBatch(batch, lo, hi) });
         const t = make();
         if (inj && inj.step === k && inj.worker === i) t.inject = inj.inject;
         return pool.run(t, k, i, make) as Promise<GradientResult>;
@@ -282,7 +360,7 @@ export class ParameterServer {
       }
     }
     const params = lagged?.params;
-    const make = (): StatsTask => ({ kind: 'stats', spec: this.spec, step, params: params ? structuredClone(params) : wireParams(this.model), seed, fisher, bnChunk, ...part() });
+    const make = (): StatsTask => ({ kind: 'stats', spec: this.spec, step, params: params ? structuredClone(params) : wireParams(this.model), seed, fisher, bnChunk, costClock: this.dist.costClock, ...part() });
     const t = make();
     const inj = this.injections.stats;
     if (inj && inj.step === k) t.inject = inj.inject;
@@ -300,7 +378,7 @@ export class ParameterServer {
     const step = this.trainer.step;
     const params = wireParams(this.model);
     if (this.injections.recordStats) this.recordBatches.set(seed, part());
-    const make = (): StatsTask => ({ kind: 'stats', spec: this.spec, step, params: structuredClone(params), seed, fisher: this.kcfg!.fisher, bnChunk, ...part() });
+    const make = (): StatsTask => ({ kind: 'stats', spec: this.spec, step, params: structuredClone(params), seed, fisher: this.kcfg!.fisher, bnChunk, costClock: this.dist.costClock, ...part() });
     return { task: make(), retry: make };
   }
 
@@ -361,17 +439,43 @@ export class ParameterServer {
       this.refresher.injectAll = this.injections.inverseAll;
     }
     // 1. compute phase: gradient shards and (sync, lagged) the stats batch, concurrently where threaded
+    const c0 = performance.now();
     const [shards, stats] = await Promise.all([
       this.gradients(batch, k),
       this.statsPump ? Promise.resolve(null) : this.statistics(statsBatch, k, lagged),
     ]);
+    const phaseMs = performance.now() - c0;
     if (stats) folded.push(stats);
     // async and lagged statistics are off the critical path (but the first step's wait)
     const statsMs = this.dist.statsSchedule.kind === 'sync' ? (stats?.ms ?? 0) : firstWaitMs;
+    // communication of the phase: θ and examples down, gradients and statistics up
+    const perExample = batch.shape[1] * batch.shape[2] * batch.shape[3] * 4 + 4;
+    const gradT: Transfer[] = shards.flatMap((s) => [
+      { role: 'gradient', kind: 'params', dir: 'down', bytes: this.paramBytes },
+      { role: 'gradient', kind: 'data', dir: 'down', bytes: s.count * perExample },
+      { role: 'gradient', kind: 'gradients', dir: 'up', bytes: payloadBytes(s.grads) + payloadBytes(s.bnStats) },
+    ]);
+    const statsExamples = this.kcfg?.statsBatch ? Math.min(this.kcfg.statsBatch, batch.shape[0]) : batch.shape[0];
+    const statsT: Transfer[] = folded.flatMap((r) => [
+      { role: 'stats', kind: 'params', dir: 'down', bytes: this.paramBytes },
+      { role: 'stats', kind: 'data', dir: 'down', bytes: statsExamples * perExample },
+      { role: 'stats', kind: 'stats', dir: 'up', bytes: payloadBytes(r.stats) },
+    ]);
+    const onPath = this.dist.statsSchedule.kind === 'sync' ? [...gradT, ...statsT] : gradT;
     this.clock.compute(
       shards.map((s) => s.ms),
       statsMs,
+      this.network.phaseMs(onPath),
     );
+    if (this.gradPool || this.statsPool) {
+      // the transport's own time: the phase beyond its slowest role (queueing and transfers included)
+      const over = Math.max(0, phaseMs - Math.max(...shards.map((s) => s.ms), this.dist.statsSchedule.kind === 'sync' ? (stats?.ms ?? 0) : 0));
+      this.comm.overheadMs += over;
+      this.comm.overheads.push(over);
+      if (this.comm.overheads.length > 5000) this.comm.overheads.shift();
+      this.comm.phaseMs += phaseMs;
+      this.comm.measured++;
+    }
     const u0 = this.now();
     let waitMs = 0;
     // 2. statistics; 3. inverses
@@ -412,7 +516,14 @@ export class ParameterServer {
       this.wallSeconds += (performance.now() - t0) / 1000;
       const statsFolded = this.kfac ? folded.length : undefined;
       const roleMs = { shards: shards.map((s) => s.ms), stats: folded.reduce((a, r) => a + r.ms, 0) };
-      return { loss, errors, info, staleness, statsFolded, statsStaleness, roleMs, simSeconds: this.clock.seconds };
+      const traffic = new StepTraffic();
+      traffic.add(gradT);
+      traffic.add(statsT);
+      if (this.refresher) traffic.add(this.refresher.takeTransfers());
+      this.comm.steps++;
+      for (const r of Object.keys(traffic.byRole) as Role[]) this.comm.byRole[r] += traffic.byRole[r];
+      for (const kk of Object.keys(traffic.byKind) as TrafficKind[]) this.comm.byKind[kk] += traffic.byKind[kk];
+      return { loss, errors, info, staleness, statsFolded, statsStaleness, roleMs, simSeconds: this.clock.seconds, traffic, commSeconds: this.clock.commSeconds };
     } finally {
       tf.dispose([...grads.values()]);
     }
@@ -453,6 +564,7 @@ export class ParameterServer {
       clock: this.clock.state(),
       wallSeconds: this.wallSeconds,
       faults: this.faults.slice(),
+      comm: structuredClone(this.comm),
     };
   }
 
@@ -467,6 +579,7 @@ export class ParameterServer {
     this.clock.restore(s.clock);
     this.wallSeconds = s.wallSeconds;
     this.faults.splice(0, this.faults.length, ...s.faults);
+    if (s.comm) this.comm = structuredClone(s.comm);
   }
 
   /** Live worker threads over every pool. */
@@ -474,10 +587,11 @@ export class ParameterServer {
     return this.pools.reduce((a, p) => a + p.liveThreads, 0);
   }
 
-  /** Stops every worker (a job in flight is abandoned) and frees the optimizer state. Safe to call twice. */
+  /** Stops every worker (a job in flight is abandoned), leaves Redis, and frees the optimizer state. Safe to call twice. */
   async close(): Promise<void> {
     this.statsPump?.stop();
     await Promise.all(this.pools.map((p) => p.close()));
+    await this.redis?.close();
     await this.refresher?.drain();
   }
 

@@ -1,13 +1,13 @@
 /**
  * The asynchronous stats worker [P §3, Fig. 1]: "statistics as fast as the stats worker runs". The pump keeps one
- * stats task in flight on the stats-worker thread at all times: whenever a task finishes, the next one is built at
+ * stats task in flight on the stats worker (a thread or a Redis worker process) at all times: whenever a task finishes, the next one is built at
  * once from the stats worker's own next batch and the newest parameters the parameter server has (tagged with their
  * step), and sent. Finished results wait in a queue until the parameter server takes them (`take`, once per step);
  * it never waits for one, except when nothing was ever folded (the first step needs statistics before the first
  * inverses). A worker fault under onFault 'stop' is rethrown at the next take.
  */
 import type { StatsResult, StatsTask } from './messages';
-import type { RolePool } from './pool';
+import type { RoleTransport } from './pool';
 
 export interface PumpTask {
   task: StatsTask;
@@ -24,7 +24,7 @@ export class StatsPump {
   delivered = 0;
 
   constructor(
-    private readonly pool: RolePool,
+    private readonly pool: RoleTransport,
     private readonly next: () => Promise<PumpTask>,
   ) {}
 

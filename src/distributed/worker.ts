@@ -1,10 +1,11 @@
 /**
  * The piscina worker of every distributed role (gradient, stats, inverse). Each thread has its own tfjs instance:
- * it initialises the parameter server's engine (native or wasm) once and keeps one model replica (built from the task's ReplicaSpec) whose
- * parameters each task overwrites. Results go back with their buffers transferred, not copied.
+ * it initialises its engine once (the pool's: the parameter server's own, or a Redis worker process's --backend)
+ * and keeps one model replica (built from the task's ReplicaSpec) whose parameters each task overwrites. Results go
+ * back with their buffers transferred, not copied. Role costs are timed with the task's cost clock.
  */
-import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { workerData } from 'node:worker_threads';
+import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { type BackendName, initBackend, setEngineThreads } from '../backend';
 import { registerBlocks } from '../kfac/registry';
 import type { FisherBlock } from '../kfac/blocks';
@@ -12,7 +13,7 @@ import type { Model } from '../nn/model';
 import { buildModel } from '../nn/zoo';
 import { collectBuffers, type ReplicaSpec, type Task, type TaskResult } from './messages';
 import type { WorkerData } from './pool';
-import { applyInject, gradientShard, invertSnapshots, loadParams, statsBatch } from './roles';
+import { applyInject, cpuMs, gradientShard, invertSnapshots, loadParams, statsBatch, wallMs } from './roles';
 
 let ready: Promise<unknown> | null = null;
 let replica: { key: string; model: Model; blocks: FisherBlock[] | null } | null = null;
@@ -33,9 +34,10 @@ function getReplica(spec: ReplicaSpec, withBlocks: boolean) {
 
 export default async function run(task: Task): Promise<TaskResult> {
   applyInject(task.inject, true);
+  const now = task.costClock === 'cpu' ? cpuMs : wallMs;
   let result: TaskResult;
   if (task.kind === 'inverse') {
-    result = invertSnapshots(task);
+    result = invertSnapshots(task, now);
   } else {
     ready ??= initBackend(((workerData as WorkerData | undefined)?.engine ?? 'auto') as BackendName).then(() =>
       setEngineThreads(Number(process.env.DKFAC_WORKER_THREADS ?? 1)),
@@ -44,11 +46,11 @@ export default async function run(task: Task): Promise<TaskResult> {
     if (task.kind === 'gradient') {
       const r = getReplica(task.spec, false);
       loadParams(r.model, task.params);
-      result = gradientShard(r.model, task);
+      result = gradientShard(r.model, task, now);
     } else {
       const r = getReplica(task.spec, true);
       loadParams(r.model, task.params);
-      result = statsBatch(r.model, r.blocks!, task);
+      result = statsBatch(r.model, r.blocks!, task, now);
     }
   }
   return move({ [transferableSymbol]: collectBuffers(result), [valueSymbol]: result } as never) as unknown as TaskResult;

@@ -20,6 +20,10 @@ export const CSV_COLUMNS = [
   'inverse_staleness', // steps since the inverses in use were computed, empty for SGD
   'stats_batches', // distributed K-FAC: stats batches folded into the factors at this step (async: 0, 1, 2, …)
   'stats_staleness', // their mean parameter staleness (this step minus the step of the parameters they used)
+  'bytes_gradient', // distributed runtime: payload bytes the gradient workers exchanged with the parameter server at this step
+  'bytes_stats', // … the stats worker (the statistics folded at this step, with their parameters and examples)
+  'bytes_inverse', // … the inverse workers (snapshot and inverses of the jobs installed at this step)
+  'comm_seconds', // simulated seconds of modelled communication on the critical path so far (part of sim_seconds)
 ] as const;
 
 export type CsvColumn = (typeof CSV_COLUMNS)[number];
