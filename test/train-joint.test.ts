@@ -48,13 +48,10 @@ describe('several backward passes over one forward pass', () => {
     const f1 = () => tf.sum(tf.square(tf.add(tf.matMul(a, a), p)));
     const f2 = () => tf.sum(tf.mul(tf.sigmoid(tf.add(tf.matMul(a, a), p)), b));
     const before = tf.memory().numTensors;
-    const r = gradientsOnOneTape(
-      () => {
-        const s = tf.add(tf.matMul(a, a), p); // the shared forward
-        return { outputs: [tf.sum(tf.square(s)), tf.sum(tf.mul(tf.sigmoid(s), b))], extra: { s } };
-      },
-      [[a, b], [p, b]],
-    );
+    const r = gradientsOnOneTape(() => {
+      const s = tf.add(tf.matMul(a, a), p); // the shared forward
+      return { outputs: [tf.sum(tf.square(s)), tf.sum(tf.mul(tf.sigmoid(s), b))], wrt: [[a, b], [p, b]], extra: { s } };
+    });
     const g1 = tf.grads(f1)([a]);
     const g2 = tf.grads(f2)([p, b]);
     expect(Array.from(r.grads[0]![0]!.dataSync())).toEqual(Array.from(g1[0]!.dataSync()));

@@ -86,24 +86,27 @@ interface TapeEngine {
 }
 
 /**
- * Runs `forward` once with the tape on. It returns the scalar outputs (and anything else in `extra`, kept out of
- * the tape's disposal); then output i is differentiated w.r.t. `wrt[i]`. Gradients of outputs not connected to a
- * tensor of `wrt[i]` are zeros of its shape. The caller owns every returned tensor.
+ * Runs `forward` once with the tape on. It returns the scalar outputs, for each output the tensors to differentiate
+ * it by (`wrt[i]`: inputs of the forward, variables, or tensors the forward computed, such as a layer's
+ * pre-activation), and anything else in `extra` (kept out of the tape's disposal). Gradients of an output w.r.t. a
+ * tensor it does not depend on are zeros of its shape. The caller owns every returned tensor.
  */
 export function gradientsOnOneTape<E extends tf.TensorContainer>(
-  forward: () => { outputs: tf.Scalar[]; extra: E },
-  wrt: tf.Tensor[][],
+  forward: () => { outputs: tf.Scalar[]; wrt: tf.Tensor[][]; extra: E },
 ): { values: tf.Scalar[]; grads: tf.Tensor[][]; extra: E } {
   const engine = tf.engine() as unknown as TapeEngine;
   if (engine.state.gradientDepth !== 0) throw new Error('gradientsOnOneTape cannot run inside another gradient computation');
+  let wrt: tf.Tensor[][] = [];
   const [values, extra] = engine.scopedRun(
     () => engine.startTape(),
     () => engine.endTape(),
     () =>
       engine.tidy('forward', () => {
         const r = forward();
-        if (r.outputs.length !== wrt.length) throw new Error(`gradientsOnOneTape: ${r.outputs.length} outputs for ${wrt.length} lists of tensors`);
-        // the extras escape the tidy like the outputs do
+        if (r.outputs.length !== r.wrt.length) throw new Error(`gradientsOnOneTape: ${r.outputs.length} outputs for ${r.wrt.length} lists of tensors`);
+        wrt = r.wrt;
+        // the extras escape the tidy like the outputs do (tensors the forward computed that are only differentiated
+        // by stay on the tape until the backward passes are done)
         return [r.outputs, r.extra] as unknown as tf.TensorContainer;
       }) as unknown as [tf.Scalar[], E],
   );

@@ -144,12 +144,14 @@ export interface StepGradients {
 }
 
 /**
- * A training step's gradient and the statistics of every block from ONE forward pass (src/backend/tape.ts): the
- * forward runs with the zero probes, then one backward pass gives d loss / d vars (true labels) and a second one
- * d loss_targets / d probes (targets sampled from the same logits; with the empirical Fisher the two losses are one
- * and so is the backward pass). Numerically this is the separate computation (`computeStatistics` then the
- * gradient): adding a zero probe changes no value. Saves a forward pass per K-FAC step. The statistics come back
- * as a KfacError instead when they are not finite (the gradient is still valid). `errorCount` counts the errors.
+ * A training step's gradient and the statistics of every block from ONE forward pass (src/backend/tape.ts): one
+ * backward pass gives d loss / d vars (true labels) and a second one d loss_targets / d s for every layer's
+ * pre-activation s (targets sampled from the same logits; with the empirical Fisher the two losses are one and so is
+ * the backward pass). No probes are needed: the second pass reads the gradient at the pre-activations themselves,
+ * which is exactly what the probes of `computeStatistics` measure (d/dp of s + p is d/ds). Numerically this is the
+ * separate computation (`computeStatistics` then the gradient). Saves a forward pass per K-FAC step. The statistics
+ * come back as a KfacError instead when they are not finite (the gradient is still valid). `errorCount` counts the
+ * errors.
  */
 export function gradientsAndStatistics(
   model: Model,
@@ -159,27 +161,27 @@ export function gradientsAndStatistics(
   errorCount: (logits: tf.Tensor2D, labels: tf.Tensor1D) => tf.Scalar,
   opts: StatisticsOptions,
 ): StepGradients & { statistics: StatisticsResult | KfacError } {
-  const M = x.shape[0];
   if (opts.sampled !== 'empirical' && !opts.rng) throw new Error('gradientsAndStatistics: sampled targets need an rng');
   const names = opts.blocks.map((b) => b.name);
-  const probes = zeroProbes(model, M, names, 'gradientsAndStatistics');
   const empirical = opts.sampled === 'empirical';
   let targets: Int32Array = new Int32Array(0);
   let bnNames: string[] = [];
-  const run = gradientsOnOneTape(
-    () => {
-      const r = model.forwardWithCapture(x, new Map(names.map((n, i) => [n, probes[i]!])), { training: true, bnChunk: opts.bnChunk });
-      const inputs = capturedInputs(r.capture, names, 'gradientsAndStatistics');
-      const loss = crossEntropy(r.logits, labels);
-      const bn = [...r.bnStats].map(([k, s]) => [k, s.mean, s.variance] as const);
-      const extra = { errors: errorCount(r.logits, labels), inputs, bnMeans: bn.map((b) => b[1]), bnVars: bn.map((b) => b[2]) };
-      bnNames = bn.map((b) => b[0]);
-      if (empirical) return { outputs: [loss], extra };
-      targets = sampleTargets(r.logits, opts.rng!);
-      return { outputs: [loss, crossEntropy(r.logits, tf.tensor1d(targets, 'int32'))], extra };
-    },
-    empirical ? [[...vars, ...probes]] : [vars, probes],
-  );
+  const run = gradientsOnOneTape(() => {
+    const r = model.forwardWithCapture(x, new Map(), { training: true, bnChunk: opts.bnChunk });
+    const inputs = capturedInputs(r.capture, names, 'gradientsAndStatistics');
+    const preacts = names.map((n) => {
+      const t = r.capture.preacts.get(n);
+      if (!t) throw new Error(`gradientsAndStatistics: the model has no layer ${n}`);
+      return t;
+    });
+    const loss = crossEntropy(r.logits, labels);
+    const bn = [...r.bnStats].map(([k, s]) => [k, s.mean, s.variance] as const);
+    const extra = { errors: errorCount(r.logits, labels), inputs, bnMeans: bn.map((b) => b[1]), bnVars: bn.map((b) => b[2]) };
+    bnNames = bn.map((b) => b[0]);
+    if (empirical) return { outputs: [loss], wrt: [[...vars, ...preacts]], extra };
+    targets = sampleTargets(r.logits, opts.rng!);
+    return { outputs: [loss, crossEntropy(r.logits, tf.tensor1d(targets, 'int32'))], wrt: [vars, preacts], extra };
+  });
   const [loss, statsLoss] = run.values;
   const grads = run.grads[0]!.slice(0, vars.length);
   const ds = empirical ? run.grads[0]!.slice(vars.length) : run.grads[1]!;
@@ -193,7 +195,7 @@ export function gradientsAndStatistics(
     statistics = e;
   } finally {
     const owned = new Set<tf.Tensor>(run.extra.inputs.filter((t) => t !== x));
-    tf.dispose([...owned, ...probes, ...ds, ...(statsLoss ? [statsLoss] : [])]);
+    tf.dispose([...owned, ...ds, ...(statsLoss ? [statsLoss] : [])]);
   }
   return { loss: loss!, errors: run.extra.errors, grads, bnStats, statistics };
 }
