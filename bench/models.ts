@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend';
 import type { LayerInfo } from '../src/nn/layers';
-import { buildModel, type ModelConfig } from '../src/nn/zoo';
+import { buildModel, ModelConfig } from '../src/nn/zoo';
 import { parseConfig, RunConfig } from '../src/train/config';
 import { makeOptimizer, Trainer } from '../src/train/trainer';
 
@@ -20,10 +20,10 @@ export function forwardFlops(layers: LayerInfo[]): number {
 }
 
 export const QUICK_MODELS: { name: string; model: ModelConfig; input: [number, number, number]; bnChunk?: number }[] = [
-  { name: 'cifarnet (32×32×3)', model: { arch: 'cifarnet', bn: false }, input: [32, 32, 3] },
-  { name: 'googlenet quick (28×28×1)', model: { arch: 'googlenet', bn: true, width: 0.25, stem: 'small', stages: [1, 1, 0] }, input: [28, 28, 1], bnChunk: 32 },
-  { name: 'alexnet quick (28×28×1)', model: { arch: 'alexnet', bn: false, width: 0.25, fcUnits: 256, stem: 'small' }, input: [28, 28, 1] },
-  { name: 'resnet quick (28×28×1)', model: { arch: 'resnet', bn: true, width: 0.25, blocks: [1, 1, 1], stem: 'small' }, input: [28, 28, 1], bnChunk: 32 },
+  { name: 'cifarnet (32×32×3)', model: ModelConfig.parse({ arch: 'cifarnet', bn: false }), input: [32, 32, 3] },
+  { name: 'googlenet quick (28×28×1)', model: ModelConfig.parse({ arch: 'googlenet', bn: true, width: 0.25, stem: 'small', stages: [1, 1, 0] }), input: [28, 28, 1], bnChunk: 32 },
+  { name: 'alexnet quick (28×28×1)', model: ModelConfig.parse({ arch: 'alexnet', bn: false, width: 0.25, fcUnits: 256, stem: 'small' }), input: [28, 28, 1] },
+  { name: 'resnet quick (28×28×1)', model: ModelConfig.parse({ arch: 'resnet', bn: true, width: 0.25, blocks: [1, 1, 1], stem: 'small' }), input: [28, 28, 1], bnChunk: 32 },
 ];
 
 /** One model's SGD step time at batch `bz` on the active engine (seconds, mean of `steps` after a warm-up). */

@@ -43,10 +43,16 @@ function pick(runs: LoadedRun[], methods: string[]): LoadedRun | undefined {
   return c.length ? c.reduce((a, b) => (lastStep(b) > lastStep(a) ? b : a)) : undefined;
 }
 
+/** The classifier head of a run's ResNet ('gap' unless its config says otherwise). */
+function headOf(r: LoadedRun): string {
+  return ((r.sidecar.config as { model?: { head?: string } } | undefined)?.model?.head ?? 'gap');
+}
+
 export function fig5Verdict(runs: LoadedRun[]): Verdict {
   const numbers: Record<string, number> = {};
   const sgd = pick(runs, ['sgd+bn']);
-  const kfac = pick(runs, ['kfac', 'kfac+bn']);
+  // the main dist.K-FAC run has ResNet's own head (the doubly-factored comparison's runs use the 'flatten' head)
+  const kfac = pick(runs.filter((r) => headOf(r) !== 'flatten'), ['kfac', 'kfac+bn']);
   if (!sgd || !kfac) return { status: 'no data', text: 'Needs a dist.K-FAC run and an SGD+BN run with training loss (npm run exp:fig5).', numbers };
   const clock: Clock = simComparable([sgd, kfac]) ? 'sim_seconds' : 'step';
   const withSim = clock === 'sim_seconds';

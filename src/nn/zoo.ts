@@ -163,6 +163,11 @@ export const ResNetConfig = z.strictObject({
   width: z.number().positive().max(4).default(1),
   blocks: z.array(z.number().int().min(1).max(64)).min(1).max(4).default([3, 4, 6, 3]),
   stem: z.enum(['imagenet', 'small']).default('imagenet'),
+  /**
+   * The classifier's input: 'gap' (global average pooling, ResNet's own) or 'flatten' (the last stage's whole map, a
+   * large dense layer on an [H, W, C] map, which the doubly-factored approximation of paper section 4 applies to).
+   */
+  head: z.enum(['gap', 'flatten']).default('gap'),
 });
 
 function bottleneck(L: Layers, name: string, x: tf.Tensor4D, mid: number, stride: number, bn: boolean): tf.Tensor4D {
@@ -197,7 +202,7 @@ export function resNet(cfg: z.infer<typeof ResNetConfig>, numClasses: number): M
         h = bottleneck(L, `res${stage + 2}${String.fromCharCode(97 + i)}`, h, w(64 * 2 ** stage, cfg.width), stride, cfg.bn);
       }
     });
-    return L.dense('fc', L.globalAvgPool(h), { units: numClasses });
+    return L.dense('fc', cfg.head === 'flatten' ? h : L.globalAvgPool(h), { units: numClasses });
   };
 }
 
