@@ -259,9 +259,14 @@ export function engineKernels(): Record<string, string> | undefined {
  * Set the number of threads the native engine's kernels use in this thread (oneDNN's OpenMP team). Worker threads
  * of the distributed runtime use 1 each (DKFAC_WORKER_THREADS to change it), so that several roles on a small
  * machine do not oversubscribe its cores: OpenMP teams that share cores wait for each other at every barrier.
+ * Returns the number it replaces (undefined on other engines).
  */
-export function setEngineThreads(n: number): void {
-  if (current?.name === 'native') loadNative()?.setThreads(n);
+export function setEngineThreads(n: number): number | undefined {
+  if (current?.name !== 'native') return undefined;
+  const addon = loadNative();
+  const before = addon?.info().threads;
+  addon?.setThreads(n);
+  return before;
 }
 
 /** Let the process exit after using the webgpu backend (Dawn otherwise keeps it alive). */

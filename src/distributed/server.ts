@@ -23,6 +23,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { Batch } from '../../data-pipeline/types';
+import { setEngineThreads } from '../backend';
 import { checkStatsFinite, type FisherBlock } from '../kfac/blocks';
 import { KfacError } from '../kfac/errors';
 import { type KfacConfig, type KfacOptimizer, KfacStopError, type kfacParts } from '../kfac/optimizer';
@@ -262,6 +263,9 @@ export class ParameterServer {
     this.clock = new SimClock(dist.inverseThreads);
     this.network = new Network(dist.network);
     this.now = dist.costClock === 'cpu' ? cpuMs : wallMs;
+    // CPU-time role costs are single-thread work: one native thread here (OpenMP threads waiting at barriers would
+    // add their spinning to the CPU time, more so when other processes share the cores); restored by close()
+    if (dist.costClock === 'cpu') this.restoreThreads = setEngineThreads(1);
     this.paramBytes = [...model.params.values()].reduce((a, v) => a + v.size * 4, 0);
     // SGD has no stats or inverse role
     const transportOf: Record<Role, 'inline' | 'thread' | 'redis'> = { gradient: dist.gradients, stats: this.kfac ? dist.stats : 'inline', inverse: this.kfac ? dist.inverses : 'inline' };
@@ -588,7 +592,11 @@ export class ParameterServer {
   }
 
   /** Stops every worker (a job in flight is abandoned), leaves Redis, and frees the optimizer state. Safe to call twice. */
+  private restoreThreads: number | undefined;
+
   async close(): Promise<void> {
+    if (this.restoreThreads !== undefined) setEngineThreads(this.restoreThreads);
+    this.restoreThreads = undefined;
     this.statsPump?.stop();
     await Promise.all(this.pools.map((p) => p.close()));
     await this.redis?.close();

@@ -164,10 +164,12 @@ export const ResNetConfig = z.strictObject({
   blocks: z.array(z.number().int().min(1).max(64)).min(1).max(4).default([3, 4, 6, 3]),
   stem: z.enum(['imagenet', 'small']).default('imagenet'),
   /**
-   * The classifier's input: 'gap' (global average pooling, ResNet's own) or 'flatten' (the last stage's whole map, a
+   * The classifier's input: 'gap' (global average pooling, ResNet's own) or 'flatten' (the last stage's map, a
    * large dense layer on an [H, W, C] map, which the doubly-factored approximation of paper section 4 applies to).
    */
   head: z.enum(['gap', 'flatten']).default('gap'),
+  /** with the 'flatten' head: the map is first average-pooled to headMap × headMap (default: kept as it is) */
+  headMap: z.number().int().positive().optional(),
 });
 
 function bottleneck(L: Layers, name: string, x: tf.Tensor4D, mid: number, stride: number, bn: boolean): tf.Tensor4D {
@@ -202,7 +204,9 @@ export function resNet(cfg: z.infer<typeof ResNetConfig>, numClasses: number): M
         h = bottleneck(L, `res${stage + 2}${String.fromCharCode(97 + i)}`, h, w(64 * 2 ** stage, cfg.width), stride, cfg.bn);
       }
     });
-    return L.dense('fc', cfg.head === 'flatten' ? h : L.globalAvgPool(h), { units: numClasses });
+    if (cfg.head === 'gap') return L.dense('fc', L.globalAvgPool(h), { units: numClasses });
+    const k = cfg.headMap ? Math.max(1, Math.floor(h.shape[1] / cfg.headMap)) : 1;
+    return L.dense('fc', k > 1 ? L.avgPool(h, k) : h, { units: numClasses });
   };
 }
 
