@@ -24,6 +24,22 @@ struct Pool {
   explicit Pool(const int32_t* d)
       : n(d[0]), h(d[1]), w(d[2]), c(d[3]), ho(d[4]), wo(d[5]), kh(d[6]), kw(d[7]), sh(d[8]), sw(d[9]), top(d[10]),
         left(d[11]) {}
+
+  /**
+   * For every output window (i, j) of image b: f(i, j, rMin, rMax, cMin, cMax), the window's rows and columns
+   * clipped to the input (the padding holds no inputs).
+   */
+  template <typename F>
+  void windows(F&& f) const {
+    for (int64_t i = 0; i < ho; i++) {
+      const int64_t r0 = i * sh - top;
+      const int64_t rMin = std::max<int64_t>(0, r0), rMax = std::min(h, r0 + kh);
+      for (int64_t j = 0; j < wo; j++) {
+        const int64_t c0 = j * sw - left;
+        f(i, j, rMin, rMax, std::max<int64_t>(0, c0), std::min(w, c0 + kw));
+      }
+    }
+  }
 };
 
 constexpr size_t kPoolDims = 12;
@@ -48,31 +64,25 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info) {
       float* dxb = dx + b * p.h * p.w * C;
       std::fill(dxb, dxb + p.h * p.w * C, 0.0f);
       const float* xb = x + b * p.h * p.w * C;
-      for (int64_t i = 0; i < p.ho; i++) {
-        const int64_t r0 = i * p.sh - p.top;
-        const int64_t rMin = std::max<int64_t>(0, r0), rMax = std::min(p.h, r0 + p.kh);
-        for (int64_t j = 0; j < p.wo; j++) {
-          const int64_t c0 = j * p.sw - p.left;
-          const int64_t cMin = std::max<int64_t>(0, c0), cMax = std::min(p.w, c0 + p.kw);
-          const float* g = dy + ((b * p.ho + i) * p.wo + j) * C;
-          std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
-          std::fill(pos.begin(), pos.end(), -1);
-          for (int64_t r = rMin; r < rMax; r++) {
-            for (int64_t q = cMin; q < cMax; q++) {
-              const int64_t base = (r * p.w + q) * C;
-              const float* xv = xb + base;
-              for (int64_t k = 0; k < C; k++) {
-                const bool more = xv[k] > best[k];
-                best[k] = more ? xv[k] : best[k];
-                pos[k] = more ? base + k : pos[k];
-              }
+      p.windows([&](int64_t i, int64_t j, int64_t rMin, int64_t rMax, int64_t cMin, int64_t cMax) {
+        const float* g = dy + ((b * p.ho + i) * p.wo + j) * C;
+        std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
+        std::fill(pos.begin(), pos.end(), -1);
+        for (int64_t r = rMin; r < rMax; r++) {
+          for (int64_t q = cMin; q < cMax; q++) {
+            const int64_t base = (r * p.w + q) * C;
+            const float* xv = xb + base;
+            for (int64_t k = 0; k < C; k++) {
+              const bool more = xv[k] > best[k];
+              best[k] = more ? xv[k] : best[k];
+              pos[k] = more ? base + k : pos[k];
             }
           }
-          for (int64_t k = 0; k < C; k++) {
-            if (pos[k] >= 0) dxb[pos[k]] += g[k];
-          }
         }
-      }
+        for (int64_t k = 0; k < C; k++) {
+          if (pos[k] >= 0) dxb[pos[k]] += g[k];
+        }
+      });
     }
   }
   return info.Env().Undefined();
@@ -90,21 +100,15 @@ Napi::Value AvgPoolGrad(const Napi::CallbackInfo& info) {
   for (int64_t b = 0; b < p.n; b++) {
     float* dxb = dx + b * p.h * p.w * C;
     std::fill(dxb, dxb + p.h * p.w * C, 0.0f);
-    for (int64_t i = 0; i < p.ho; i++) {
-      const int64_t r0 = i * p.sh - p.top;
-      const int64_t rMin = std::max<int64_t>(0, r0), rMax = std::min(p.h, r0 + p.kh);
-      for (int64_t j = 0; j < p.wo; j++) {
-        const int64_t c0 = j * p.sw - p.left;
-        const int64_t cMin = std::max<int64_t>(0, c0), cMax = std::min(p.w, c0 + p.kw);
-        const float* g = dy + ((b * p.ho + i) * p.wo + j) * C;
-        for (int64_t r = rMin; r < rMax; r++) {
-          for (int64_t q = cMin; q < cMax; q++) {
-            float* d = dxb + (r * p.w + q) * C;
-            for (int64_t k = 0; k < C; k++) d[k] += g[k] * scale;
-          }
+    p.windows([&](int64_t i, int64_t j, int64_t rMin, int64_t rMax, int64_t cMin, int64_t cMax) {
+      const float* g = dy + ((b * p.ho + i) * p.wo + j) * C;
+      for (int64_t r = rMin; r < rMax; r++) {
+        for (int64_t q = cMin; q < cMax; q++) {
+          float* d = dxb + (r * p.w + q) * C;
+          for (int64_t k = 0; k < C; k++) d[k] += g[k] * scale;
         }
       }
-    }
+    });
   }
   return info.Env().Undefined();
 }

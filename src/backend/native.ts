@@ -8,7 +8,7 @@
  *
  * OpenBLAS (used for LAPACK) picks its kernels when the library is loaded: Debian's 0.3.21 misdetects AVX-512 Xeons
  * as 'Prescott' (SSE3, ~7× slower, ../shared/compute-stack.md), so `OPENBLAS_CORETYPE` is set from the CPU flags
- * before the addon (which links it) is loaded, unless the user set it.
+ * before the addon (which links it) is loaded, unless the user set it. OMP_WAIT_POLICY=PASSIVE likewise (below).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -73,6 +73,10 @@ export function loadNative(): NativeAddon | undefined {
     const core = openblasCoreType();
     if (core) process.env.OPENBLAS_CORETYPE = core;
   }
+  // OpenMP threads that wait at a barrier sleep instead of spinning (libgomp reads this when it loads, with the
+  // addon): spinning threads took the cores the others needed whenever anything else ran on the machine, measured
+  // 3–8× slower steps under load (README "Engines"); OMP_WAIT_POLICY set by the user wins
+  if (!process.env.OMP_WAIT_POLICY) process.env.OMP_WAIT_POLICY = 'PASSIVE';
   try {
     loaded = createRequire(import.meta.url)(path) as NativeAddon;
   } catch (e) {
