@@ -5,6 +5,8 @@
 #      libdnnl-dev             oneDNN: convolutions and products of the native engine
 #      libopenblas-dev         OpenBLAS with LAPACK: K-FAC's inverses and eigendecompositions
 #      chromium                the headless-browser checks of the report page and the demo
+#      dataset-fashion-mnist   the full 60,000 + 10,000 Fashion-MNIST the quick profiles train on (without it they use
+#                              the embedded 12,000 + 2,000 subset)
 #      redis-server, openssl   the Redis transport: its tests start their own redis-server on a free loopback port
 #                              (never the system service, which is not started here) and make a throw-away TLS
 #                              certificate
@@ -22,6 +24,7 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 [ -f /usr/include/oneapi/dnnl/dnnl.hpp ] || need+=(libdnnl-dev)
 [ -e /usr/lib/x86_64-linux-gnu/libopenblas.so ] || need+=(libopenblas-dev)
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 
