@@ -481,6 +481,16 @@ describe.each(ENGINES)('engine %s', (e) => {
         `bn ${shape}/${chunks}`,
       );
     });
+    it('tile (tfjs batch norm gradient broadcasts with it) on every axis pattern, and its gradient', async () => {
+      for (const [shape, reps] of [
+        [[1, 1, 1, 5], [8, 6, 7, 1]],
+        [[2, 3, 4], [2, 1, 3]],
+        [[3, 1], [1, 4]],
+        [[7], [5]],
+      ] as const) {
+        await expectSameGradients([uniform([...shape], r)], (x) => tf.mul(tf.tile(x, [...reps]), 1.5), `tile ${shape} × ${reps}`);
+      }
+    });
     it('relu gradient, with zeros, negative zeros and NaN in the input', async () => {
       const x = uniform([64, 9, 9, 3], r);
       for (let i = 0; i < x.data.length; i += 7) x.data[i] = 0;

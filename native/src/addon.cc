@@ -149,6 +149,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   DK_EXPORT(exports, "split", Split);
   DK_EXPORT(exports, "reduceMiddle", ReduceMiddle);
   DK_EXPORT(exports, "binary", BinaryOp);
+  DK_EXPORT(exports, "tile", Tile);
   DK_EXPORT(exports, "spdInverseF64", SpdInverseF64);
   DK_EXPORT(exports, "symEigF64", SymEigF64);
   DK_EXPORT(exports, "linalgThreads", LinalgThreads);

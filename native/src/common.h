@@ -102,6 +102,7 @@ Napi::Value Concat(const Napi::CallbackInfo& info);
 Napi::Value Split(const Napi::CallbackInfo& info);
 Napi::Value ReduceMiddle(const Napi::CallbackInfo& info);
 Napi::Value BinaryOp(const Napi::CallbackInfo& info);
+Napi::Value Tile(const Napi::CallbackInfo& info);
 
 // K-FAC's float64 linear algebra on LAPACK (linalg.cc): plain Float64Arrays, not the wasm heap.
 Napi::Value SpdInverseF64(const Napi::CallbackInfo& info);

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <vector>
 
 #include "common.h"
@@ -157,6 +158,53 @@ Napi::Value BinaryOp(const Napi::CallbackInfo& info) {
       case kRsub: for (int64_t i = 0; i < nb; i++) o[i] = b[i] - ar[i]; break;
       default: break;
     }
+  }
+  return info.Env().Undefined();
+}
+
+}  // namespace dk
+
+namespace dk {
+
+// tile(heap, x, out, xShape: Int32Array, reps: Int32Array): tfjs's Tile (out shape = xShape[i]·reps[i]) by block
+// copies: the innermost axis is copied whole and repeated, every outer axis repeats the block below it.
+Napi::Value Tile(const Napi::CallbackInfo& info) {
+  auto heap = info[0].As<Napi::ArrayBuffer>();
+  const float* x = heapF32(heap, info[1]);
+  float* out = heapF32(heap, info[2]);
+  auto shapeArr = info[3].As<Napi::Int32Array>();
+  auto repsArr = info[4].As<Napi::Int32Array>();
+  const size_t r = shapeArr.ElementLength();
+  std::vector<int64_t> shape(r), reps(r);
+  for (size_t i = 0; i < r; i++) {
+    shape[i] = shapeArr[i];
+    reps[i] = repsArr[i];
+  }
+  // inner[i]: elements of x below axis i; outInner[i]: elements of out below axis i
+  std::vector<int64_t> inner(r + 1, 1), outInner(r + 1, 1);
+  for (size_t i = r; i-- > 0;) {
+    inner[i] = inner[i + 1] * shape[i];
+    outInner[i] = outInner[i + 1] * shape[i] * reps[i];
+  }
+  // rec(axis, src, dst): writes the [shape[axis]·reps[axis], ...] block of out from the [shape[axis], ...] block of x
+  std::function<void(size_t, const float*, float*)> rec = [&](size_t axis, const float* src, float* dst) {
+    if (axis == r) {
+      *dst = *src;
+      return;
+    }
+    const int64_t block = outInner[axis + 1];
+    if (axis + 1 == r) {
+      for (int64_t j = 0; j < shape[axis]; j++) dst[j] = src[j];
+    } else {
+      for (int64_t j = 0; j < shape[axis]; j++) rec(axis + 1, src + j * inner[axis + 1], dst + j * block);
+    }
+    const int64_t once = shape[axis] * block;
+    for (int64_t k = 1; k < reps[axis]; k++) std::memcpy(dst + k * once, dst, once * sizeof(float));
+  };
+  if (r == 0) {
+    out[0] = x[0];
+  } else {
+    rec(0, x, out);
   }
   return info.Env().Undefined();
 }

@@ -185,7 +185,6 @@ function nativeKernels(addon: NativeAddon, fallback: Fallbacks): Record<string, 
     const out = makeOutput(args.backend, [...outBatch, m, n]);
     if (m * n === 0) return out;
     const be = args.backend;
-    if (process.env.DK_DEBUG_GEMM) process.stderr.write(`gemm ${[batchA, batchB, m, n, k, transposeA ? 1 : 0, transposeB ? 1 : 0]}\n`);
     addon.gemm(
       heapOf(be), offsetOf(be, a), offsetOf(be, b), offsetOf(be, out),
       Int32Array.from([batchA, batchB, m, n, k, transposeA ? 1 : 0, transposeB ? 1 : 0]),
@@ -372,7 +371,20 @@ function nativeKernels(addon: NativeAddon, fallback: Fallbacks): Record<string, 
       return out;
     };
 
+  const tile: tf.KernelFunc = (args) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    const { reps } = args.attrs as { reps: number[] };
+    if (x.dtype !== 'float32' || reps.length !== x.shape.length) return prev('Tile')(args);
+    const outShape = x.shape.map((d, i) => d * reps[i]!);
+    const out = makeOutput(args.backend, outShape);
+    if (size(outShape) === 0) return out;
+    const be = args.backend;
+    addon.tile(heapOf(be), offsetOf(be, x), offsetOf(be, out), Int32Array.from(x.shape), Int32Array.from(reps));
+    return out;
+  };
+
   return {
+    Tile: tile,
     Sum: reduction('Sum'),
     Mean: reduction('Mean'),
     Add: binary('Add', BINARY_OPS.add),
@@ -408,6 +420,7 @@ export const NATIVE_KERNELS = [
   'AvgPoolGrad',
   'Concat',
   'SplitV',
+  'Tile',
   'Sum',
   'Mean',
   'Add',
