@@ -13,6 +13,14 @@ import { centerCropPlan, paperCropOffset, randomResizedCropBox, type Box, type C
 sharp.concurrency(1);
 sharp.cache(false);
 
+/**
+ * How sensitive decoding is to damaged pixel data (sharp's failOn): 'error' stops on truncation and on the decoder's
+ * errors (a file cut short, a broken stream), and decodes through what libjpeg/libpng only warn about (a few stray
+ * bytes before a marker, as some real ImageNet files have). libvips' warnings are collected from sharp's 'warning'
+ * event (never printed: sharp passes them to NODE_DEBUG=sharp only) and returned with the result.
+ */
+export const FAIL_ON = 'error' as const;
+
 export interface DecodeTask {
   file: string;
   /** seed of this image's crop and flip */
@@ -29,16 +37,80 @@ export interface DecodeResult {
   /** the crop box, in the coordinates of the image it was cut from (the resized one for 'paper' and 'center') */
   box: Box;
   flipped: boolean;
+  /** libvips' warnings while decoding (the image decoded despite them) */
+  warnings: string[];
 }
 
-/** Decodes, crops and normalises one image. Errors carry the decoder's message; the caller names the file. */
+/** The file's bytes; a read failure says what went wrong without repeating the path (the caller names the file). */
+async function readInput(file: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const what = err.message.replace(/^[A-Z]+: /, '').replace(/, \w+ '.*'$/, '');
+    throw new Error(`cannot read file: ${what}${err.code && !what.includes(err.code) ? ` (${err.code})` : ''}`);
+  }
+}
+
+/** A decoder failure as one line: libvips' message without its trailing separators. */
+function decodeProblem(e: unknown): Error {
+  const msg = String((e as Error)?.message ?? e).replace(/[\s:]+$/, '').replace(/\s*\n\s*/g, '; ');
+  return new Error(`cannot decode image: ${msg || 'unknown decoder error'}`);
+}
+
+/** Opens `input` with sharp at the FAIL_ON level, collecting libvips' warnings into `warnings`. */
+function opener(input: Buffer, warnings: string[]): () => ReturnType<typeof sharp> {
+  // Oriented by its EXIF tag on input; sharp applies extract() before or after resize() as they are called.
+  return () => sharp(input, { failOn: FAIL_ON, autoOrient: true }).on('warning', (w: string) => warnings.push(String(w).trim()));
+}
+
+/** What `verifyImage` found in a readable image. */
+export interface VerifyResult {
+  width: number;
+  height: number;
+  warnings: string[];
+}
+
+/**
+ * Reads and fully decodes one image at the training decoder's sensitivity (every pixel, at its own size): what
+ * `npm run data -- verify` runs on every file. Throws with the problem as decodeImage would.
+ */
+export async function verifyImage(task: { file: string }): Promise<VerifyResult> {
+  const input = await readInput(task.file);
+  const warnings: string[] = [];
+  const open = opener(input, warnings);
+  try {
+    const meta = await open().metadata();
+    const width = meta.autoOrient?.width ?? meta.width ?? 0;
+    const height = meta.autoOrient?.height ?? meta.height ?? 0;
+    if (!width || !height) throw new Error('image has no size');
+    const { info } = await open().removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
+    return { width, height, warnings };
+  } catch (e) {
+    throw decodeProblem(e);
+  }
+}
+
+/**
+ * Decodes, crops and normalises one image. Errors say what went wrong ('cannot read file: …', 'cannot decode
+ * image: …'); the caller names the file.
+ */
 export default async function decodeImage(task: DecodeTask): Promise<DecodeResult> {
+  const input = await readInput(task.file);
+  try {
+    return await decodeInput(task, input);
+  } catch (e) {
+    throw decodeProblem(e);
+  }
+}
+
+async function decodeInput(task: DecodeTask, input: Buffer): Promise<DecodeResult> {
   const { params: p } = task;
   const S = p.imageSize;
   const rng = seedrandom(task.seed);
-  const input = await readFile(task.file);
-  // Oriented by its EXIF tag on input; sharp applies extract() before or after resize() as they are called.
-  const open = () => sharp(input, { failOn: 'truncated', autoOrient: true });
+  const warnings: string[] = [];
+  const open = opener(input, warnings);
   let width = 0;
   let height = 0;
   if (p.mode !== 'paper') {
@@ -80,7 +152,7 @@ export default async function decodeImage(task: DecodeTask): Promise<DecodeResul
     pixels[i + 1] = data[i + 1] / 255 - m1;
     pixels[i + 2] = data[i + 2] / 255 - m2;
   }
-  const result: DecodeResult = { pixels, width, height, box, flipped };
+  const result: DecodeResult = { pixels, width, height, box, flipped, warnings };
   // Transfer the pixel buffer with the result instead of copying it.
   return move({ [transferableSymbol]: pixels.buffer, [valueSymbol]: result } as never) as unknown as DecodeResult;
 }
