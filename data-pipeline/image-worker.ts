@@ -52,10 +52,17 @@ async function readInput(file: string): Promise<Buffer> {
   }
 }
 
-/** A decoder failure as one line: libvips' message without its trailing separators. */
+/**
+ * A decoder failure as one line: libvips' messages (one a line, often repeated as loaders retry) each once, without
+ * trailing separators.
+ */
 function decodeProblem(e: unknown): Error {
-  const msg = String((e as Error)?.message ?? e).replace(/[\s:]+$/, '').replace(/\s*\n\s*/g, '; ');
-  return new Error(`cannot decode image: ${msg || 'unknown decoder error'}`);
+  const kept: string[] = [];
+  for (const raw of String((e as Error)?.message ?? e).split('\n')) {
+    const line = raw.trim().replace(/[\s:]+$/, '');
+    if (line && !kept.some((k) => k.endsWith(line))) kept.push(line);
+  }
+  return new Error(`cannot decode image: ${kept.join('; ') || 'unknown decoder error'}`);
 }
 
 /** Opens `input` with sharp at the FAIL_ON level, collecting libvips' warnings into `warnings`. */

@@ -33,7 +33,7 @@ export const DataConfig = z.strictObject({
   imageSize: z.number().int().min(8).max(512).optional(),
   resizeTo: z.number().int().min(8).max(1024).optional(),
   /** ImageNet folders: an unreadable image stops the experiment naming the file ('stop', the default), or is skipped and counted */
-  onBadImage: z.enum(['stop', 'skip']).optional(),
+  onBadImage: z.enum(['stop', 'skip'], { error: (iss) => `unknown policy ${JSON.stringify(iss.input)} (stop or skip)` }).optional(),
 });
 export type DataConfig = z.infer<typeof DataConfig>;
 
