@@ -6,6 +6,7 @@
  *   - `--on-bad-image skip` leaves the unreadable images out (the next examples take their place) and counts them
  */
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +15,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImageDecodePool, ImageFolderStream, openImageFolder, SkipLog } from '../data-pipeline/image-folder';
 import { openData } from '../data-pipeline/index';
 import { shuffleInPlace } from '../data-pipeline/stream';
+import { DataError } from '../data-pipeline/types';
 import { verifyData } from '../data-pipeline/verify';
+import { initBackend } from '../src/backend';
+import { runTraining } from '../src/train/run';
+import { checkpointPath } from '../src/train/session';
+import type { TrainData } from '../src/train/trainer';
+import { rows, runCfg, trainData } from './distributed-helpers';
 import { jpeg } from './image-helpers';
 
 const repo = join(import.meta.dirname, '..');
@@ -150,6 +157,45 @@ describe('a data error in an experiment', () => {
     expect(b.stderr).toMatch(/error: invalid fig2 profile 'quick':\s+data.onBadImage: unknown policy "ignore" \(stop or skip\)/);
     expect(existsSync(b.dir)).toBe(false);
   }, 300_000);
+});
+
+describe('a data error in a run (the session)', () => {
+  /** Training data whose main stream throws a DataError at its `at`-th batch. */
+  function failingData(at: number): TrainData {
+    const d = trainData();
+    return {
+      ...d,
+      train: (seed, shard) => {
+        const stream = d.train(seed, shard);
+        const next = stream.next.bind(stream);
+        let calls = 0;
+        stream.next = (n: number) => (++calls === at ? Promise.reject(new DataError('/data/x.jpg', 'cannot decode image: test')) : next(n));
+        return stream;
+      },
+    };
+  }
+
+  it("a fresh run that fails before its first update leaves the earlier run's files as they were", async () => {
+    const backend = await initBackend();
+    const dir = mkdtempSync(join(tmpdir(), 'dkfac-dataerr-session-'));
+    const cfg = runCfg({ examples: 16 * 3, keepCheckpoint: true });
+    const ctx = (data: TrainData) => ({ experiment: 'test', profile: 'test', resultsDir: dir, backend, data });
+    const first = await runTraining(cfg, ctx(trainData()));
+    expect(first.status).toBe('finished');
+    const files = [first.csvPath, first.sidecarPath, checkpointPath(dir, cfg.run)];
+    const sums = () => files.map((f) => createHash('sha256').update(readFileSync(f)).digest('hex'));
+    const before = sums();
+
+    await expect(runTraining(cfg, ctx(failingData(1)))).rejects.toThrow('/data/x.jpg: cannot decode image: test');
+    expect(sums()).toEqual(before);
+
+    // failing at its third batch, the run has trained two updates: its own rows, a failed sidecar, no stale checkpoint
+    await expect(runTraining(cfg, ctx(failingData(3)))).rejects.toBeInstanceOf(DataError);
+    expect(rows(first.csvPath).map((r) => r[0])).toEqual(['step', '1', '2']);
+    const side = JSON.parse(readFileSync(first.sidecarPath, 'utf8'));
+    expect(side).toMatchObject({ status: 'failed', error: '/data/x.jpg: cannot decode image: test', summary: { steps: 2 } });
+    expect(existsSync(checkpointPath(dir, cfg.run))).toBe(false);
+  }, 120_000);
 });
 
 describe('npm run data -- verify', () => {

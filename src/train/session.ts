@@ -186,6 +186,7 @@ export async function runSession<X extends object>(cfg: RunConfig, ctx: RunConte
   const fingerprint = normalise(spec.fingerprint);
   let resumeFrom: RunCheckpoint | null = null;
   let previous: RunSidecar | null = null;
+  let staleCheckpoint = false;
   if (ctx.resume) {
     previous = readSidecar(sidecarPath);
     if (previous?.status === 'finished') {
@@ -205,8 +206,9 @@ export async function runSession<X extends object>(cfg: RunConfig, ctx: RunConte
       console.log(`${cfg.label}: ${previous.status} earlier with no checkpoint (${ckptPath}): starting over`);
     }
   } else if (existsSync(ckptPath)) {
-    // a fresh run overwrites the CSV: a checkpoint left by an earlier run of the same id no longer belongs to it
-    rmSync(ckptPath);
+    // a fresh run overwrites the CSV (once it writes its files): a checkpoint left by an earlier run of the same id
+    // then no longer belongs to it
+    staleCheckpoint = true;
   }
 
   const loop = await spec.build();
@@ -241,6 +243,12 @@ export async function runSession<X extends object>(cfg: RunConfig, ctx: RunConte
     throw e;
   }
 
+  /** A fresh run's files are written once it has trained (or ends otherwise than by a data error before that). */
+  const openFiles = () => {
+    if (writer.isOpen) return;
+    writer.open();
+    if (staleCheckpoint) rmSync(ckptPath, { force: true });
+  };
   const log = new IntervalLog(cfg, writer, () => loop.evaluate());
   if (resumeFrom) log.restore(resumeFrom.log);
   const total = log.totalSteps;
@@ -267,7 +275,7 @@ export async function runSession<X extends object>(cfg: RunConfig, ctx: RunConte
   try {
     for (let k = loop.steps + 1; k <= total; k++) {
       const r = await loop.step(k);
-      writer.open();
+      openFiles();
       log.add(r.loss, r.errors, r.examples);
       const stop = await yieldAndCheckStop(k);
       await log.endStep(k, r.fields);
@@ -295,6 +303,7 @@ export async function runSession<X extends object>(cfg: RunConfig, ctx: RunConte
     console.log(`${cfg.label}: stopped by a data error before its first update; no files written`);
     throw dataError;
   }
+  openFiles();
   if (status === 'finished' && !cfg.keepCheckpoint && existsSync(ckptPath)) rmSync(ckptPath);
 
   const steps = loop.steps;
