@@ -12,7 +12,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import seedrandom from 'seedrandom';
 import { cropParams, type CropMode, type CropParams } from './crop';
-import type { DecodeResult, DecodeTask, VerifyResult } from './image-worker';
+import type { DecodeResult, DecodeTask, VerifyResult, VerifyTask } from './image-worker';
 import { isDirectory } from './locate';
 import { shardIndices, shuffleInPlace } from './stream';
 import {
@@ -141,10 +141,12 @@ function workerExecArgv(): string[] {
 }
 
 interface Waiting {
-  task: DecodeTask | { file: string };
+  task: DecodeTask | VerifyTask;
   /** the worker's export that runs the task (default: decodeImage) */
   name?: 'verifyImage';
   owner: object | undefined;
+  /** run with no other task in flight: libvips' messages are then the task's own (image-worker.ts FAIL_ON) */
+  alone?: boolean;
   resolve: (r: never) => void;
   reject: (e: Error) => void;
 }
@@ -192,19 +194,22 @@ export class SkipLog implements SkipCounter {
  */
 export class ImageDecodePool {
   readonly threads: number;
-  private readonly pool: Piscina<DecodeTask | { file: string }, DecodeResult | VerifyResult>;
+  private readonly pool: Piscina<DecodeTask | VerifyTask, DecodeResult | VerifyResult>;
   private readonly maxInFlight: number;
   private inFlight = 0;
   private waiting: Waiting[] = [];
+  /** tasks to run alone (before any waiting one): failed ones rerun for their own message, and verify's second look */
+  private aloneQueue: Waiting[] = [];
+  private runningAlone = false;
   private idle: Array<() => void> = [];
   private closed = false;
-  /** files that failed, with their error: asked again (a skipped file comes up every epoch), they fail at once */
+  /** files whose decode failed, with their error: asked again (a skipped file comes up every epoch), they fail at once */
   private readonly bad = new Map<string, DataError>();
 
   constructor(opts: { threads?: number } = {}) {
     this.threads = Math.max(1, opts.threads ?? Math.max(1, availableParallelism() - 1));
     this.maxInFlight = 2 * this.threads;
-    this.pool = new Piscina<DecodeTask | { file: string }, DecodeResult | VerifyResult>({
+    this.pool = new Piscina<DecodeTask | VerifyTask, DecodeResult | VerifyResult>({
       filename: WORKER_FILE,
       execArgv: workerExecArgv(),
       minThreads: this.threads,
@@ -220,49 +225,74 @@ export class ImageDecodePool {
     return this.submit({ task: { file, seed, params }, owner });
   }
 
-  /** Reads and fully decodes one file, as training would (image-worker.ts verifyImage); a failure is a DataError. */
-  verify(file: string): Promise<VerifyResult> {
-    return this.submit({ task: { file }, name: 'verifyImage', owner: undefined });
+  /**
+   * Reads and fully decodes one file (image-worker.ts verifyImage): at the training decoder's sensitivity, or
+   * `strict`ly (libvips' warnings fail it too); `alone`, with no other task in flight, so that the warnings it
+   * returns are its own. A failure is a DataError.
+   */
+  verify(file: string, opts: { strict?: boolean; alone?: boolean } = {}): Promise<VerifyResult> {
+    return this.submit({ task: { file, strict: opts.strict }, name: 'verifyImage', owner: undefined, alone: opts.alone });
   }
 
   private submit<R>(w: Omit<Waiting, 'resolve' | 'reject'>): Promise<R> {
     if (this.closed) return Promise.reject(new Error('decode pool is closed'));
-    const known = this.bad.get(w.task.file);
+    const known = w.name ? undefined : this.bad.get(w.task.file);
     if (known) return Promise.reject(known);
     return new Promise<R>((resolve, reject) => {
-      this.waiting.push({ ...w, resolve: resolve as (r: never) => void, reject });
+      (w.alone ? this.aloneQueue : this.waiting).push({ ...w, resolve: resolve as (r: never) => void, reject });
       this.pump();
     });
   }
 
+  /** Starts what may start: a task to run alone once nothing is in flight (nothing else meanwhile), else waiting ones. */
   private pump(): void {
-    while (this.inFlight < this.maxInFlight && this.waiting.length > 0) {
-      const w = this.waiting.shift()!;
-      this.inFlight++;
-      this.pool.run(w.task, w.name ? { name: w.name } : undefined).then(
+    if (this.runningAlone) return;
+    if (this.aloneQueue.length > 0) {
+      if (this.inFlight === 0) this.start(this.aloneQueue.shift()!);
+      return;
+    }
+    while (this.inFlight < this.maxInFlight && this.waiting.length > 0) this.start(this.waiting.shift()!);
+  }
+
+  private start(w: Waiting): void {
+    this.inFlight++;
+    if (w.alone) this.runningAlone = true;
+    this.pool
+      .run(w.task, w.name ? { name: w.name } : undefined)
+      .then(
         (r) => w.resolve(r as never),
         (e: Error) => {
+          // with other decodes in flight, libvips' message may be another's: a decode reruns alone for its own
+          if (!w.alone && !w.name && this.threads > 1) {
+            this.aloneQueue.push({ ...w, alone: true });
+            return;
+          }
           // the worker's message says what went wrong ('cannot read file: …', 'cannot decode image: …')
           const err = new DataError(w.task.file, /^cannot /.test(e.message) ? e.message : `cannot decode image: ${e.message}`);
-          this.bad.set(w.task.file, err);
+          if (!w.name) this.bad.set(w.task.file, err);
           w.reject(err);
         },
-      ).finally(() => {
+      )
+      .finally(() => {
         this.inFlight--;
+        if (w.alone) this.runningAlone = false;
         this.pump();
-        if (this.inFlight === 0) for (const f of this.idle.splice(0)) f();
+        if (this.inFlight === 0 && this.aloneQueue.length === 0) for (const f of this.idle.splice(0)) f();
       });
-    }
   }
 
   /** Drops the queued (not yet started) tasks of `owner`, or all of them; their promises reject. */
   cancel(owner?: object): void {
-    const keep: Waiting[] = [];
-    for (const w of this.waiting) {
-      if (owner === undefined || w.owner === owner) w.reject(new Error('cancelled'));
-      else keep.push(w);
-    }
-    this.waiting = keep;
+    const drop = (q: Waiting[]) => {
+      const keep: Waiting[] = [];
+      for (const w of q) {
+        if (owner === undefined || w.owner === owner) w.reject(new Error('cancelled'));
+        else keep.push(w);
+      }
+      return keep;
+    };
+    this.waiting = drop(this.waiting);
+    this.aloneQueue = drop(this.aloneQueue);
   }
 
   /** Cancels queued tasks, waits for the running ones, and stops the workers. */

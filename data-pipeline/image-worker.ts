@@ -16,8 +16,12 @@ sharp.cache(false);
 /**
  * How sensitive decoding is to damaged pixel data (sharp's failOn): 'error' stops on truncation and on the decoder's
  * errors (a file cut short, a broken stream), and decodes through what libjpeg/libpng only warn about (a few stray
- * bytes before a marker, as some real ImageNet files have). libvips' warnings are collected from sharp's 'warning'
- * event (never printed: sharp passes them to NODE_DEBUG=sharp only) and returned with the result.
+ * bytes before a marker, as some real ImageNet files have). libvips' warnings are never printed (sharp hands them to
+ * its 'warning' event and to NODE_DEBUG=sharp only).
+ *
+ * sharp keeps libvips' warnings and error text in process-wide buffers: while several workers decode at once, one
+ * call's message may carry another's lines, or lose its own. Pass or fail is always the call's own; the pool reruns a
+ * failed task alone to get its clean message (image-folder.ts), and verifyImage's warnings are its own only alone.
  */
 export const FAIL_ON = 'error' as const;
 
@@ -37,8 +41,6 @@ export interface DecodeResult {
   /** the crop box, in the coordinates of the image it was cut from (the resized one for 'paper' and 'center') */
   box: Box;
   flipped: boolean;
-  /** libvips' warnings while decoding (the image decoded despite them) */
-  warnings: string[];
 }
 
 /** The file's bytes; a read failure says what went wrong without repeating the path (the caller names the file). */
@@ -65,27 +67,37 @@ function decodeProblem(e: unknown): Error {
   return new Error(`cannot decode image: ${kept.join('; ') || 'unknown decoder error'}`);
 }
 
-/** Opens `input` with sharp at the FAIL_ON level, collecting libvips' warnings into `warnings`. */
-function opener(input: Buffer, warnings: string[]): () => ReturnType<typeof sharp> {
+/** Opens `input` with sharp (at FAIL_ON unless told), collecting libvips' warnings into `warnings`. */
+function opener(input: Buffer, warnings: string[], failOn: 'error' | 'warning' = FAIL_ON): () => ReturnType<typeof sharp> {
   // Oriented by its EXIF tag on input; sharp applies extract() before or after resize() as they are called.
-  return () => sharp(input, { failOn: FAIL_ON, autoOrient: true }).on('warning', (w: string) => warnings.push(String(w).trim()));
+  return () =>
+    sharp(input, { failOn, autoOrient: true }).on('warning', (w: string) => {
+      for (const line of String(w).split('\n')) if (line.trim()) warnings.push(line.trim());
+    });
+}
+
+/** A verify task: `strict` fails on libvips' warnings too (failOn 'warning'), else at the training level. */
+export interface VerifyTask {
+  file: string;
+  strict?: boolean;
 }
 
 /** What `verifyImage` found in a readable image. */
 export interface VerifyResult {
   width: number;
   height: number;
+  /** libvips' warnings (its own only when no other decode ran at the same time) */
   warnings: string[];
 }
 
 /**
- * Reads and fully decodes one image at the training decoder's sensitivity (every pixel, at its own size): what
- * `npm run data -- verify` runs on every file. Throws with the problem as decodeImage would.
+ * Reads and fully decodes one image (every pixel, at its own size) at the training decoder's sensitivity, or
+ * `strict`ly: what `npm run data -- verify` runs on every file. Throws with the problem as decodeImage would.
  */
-export async function verifyImage(task: { file: string }): Promise<VerifyResult> {
+export async function verifyImage(task: VerifyTask): Promise<VerifyResult> {
   const input = await readInput(task.file);
   const warnings: string[] = [];
-  const open = opener(input, warnings);
+  const open = opener(input, warnings, task.strict ? 'warning' : FAIL_ON);
   try {
     const meta = await open().metadata();
     const width = meta.autoOrient?.width ?? meta.width ?? 0;
@@ -116,8 +128,7 @@ async function decodeInput(task: DecodeTask, input: Buffer): Promise<DecodeResul
   const { params: p } = task;
   const S = p.imageSize;
   const rng = seedrandom(task.seed);
-  const warnings: string[] = [];
-  const open = opener(input, warnings);
+  const open = opener(input, []);
   let width = 0;
   let height = 0;
   if (p.mode !== 'paper') {
@@ -159,7 +170,7 @@ async function decodeInput(task: DecodeTask, input: Buffer): Promise<DecodeResul
     pixels[i + 1] = data[i + 1] / 255 - m1;
     pixels[i + 2] = data[i + 2] / 255 - m2;
   }
-  const result: DecodeResult = { pixels, width, height, box, flipped, warnings };
+  const result: DecodeResult = { pixels, width, height, box, flipped };
   // Transfer the pixel buffer with the result instead of copying it.
   return move({ [transferableSymbol]: pixels.buffer, [valueSymbol]: result } as never) as unknown as DecodeResult;
 }

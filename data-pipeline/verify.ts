@@ -2,9 +2,11 @@
  * Checking a dataset's files before training (`npm run data -- verify`): every file is read as the loaders read it,
  * and every unreadable one is listed with its problem, not just the first.
  *
- * - imagenet-folder: every image of the train and validation splits is read and fully decoded on the decode pool, at
- *   the training decoder's sensitivity (image-worker.ts verifyImage), so a file verify passes does not stop training.
- *   libvips' warnings about images that still decode are listed apart; they do not make the folder bad.
+ * - imagenet-folder: every image of the train and validation splits is read and fully decoded on the decode pool
+ *   (image-worker.ts verifyImage): strictly, in parallel, where a libvips warning fails it too; an image that fails
+ *   so is decoded again alone at the training decoder's sensitivity, which tells unreadable (training would stop on
+ *   it) from readable with warnings, with libvips' own messages for that file (they are process-wide: see FAIL_ON).
+ *   Warnings are listed apart; they do not make the folder bad.
  * - fashion-mnist, mnist, cifar10: the files are found as training finds them (locate.ts), then each is parsed on
  *   its own with the loaders' format checks (sizes, magic numbers, label ranges, gzip integrity), and the files are
  *   checked against each other (counts, image sizes).
@@ -67,10 +69,21 @@ async function verifyImages(spec: DataSpec, opts: VerifyOptions): Promise<Verify
       while (next < files.length) {
         const i = next++;
         try {
-          const r = await pool.verify(files[i]);
-          if (r.warnings.length) warnings.push({ i, file: files[i], warnings: r.warnings });
-        } catch (e) {
-          bad.push({ i, file: files[i], problem: problemOf(e) });
+          // strictly first (a warning fails it), in parallel: most files pass here with one decode
+          await pool.verify(files[i], { strict: true });
+        } catch {
+          // then alone (the messages are this file's own): strictly again for the reason, and as training reads it,
+          // which tells unreadable from readable with warnings
+          const strict = await pool.verify(files[i], { strict: true, alone: true }).then(
+            () => undefined,
+            (e: unknown) => problemOf(e).replace(/^cannot decode image: /, ''),
+          );
+          try {
+            const r = await pool.verify(files[i], { alone: true });
+            if (r.warnings.length || strict) warnings.push({ i, file: files[i], warnings: r.warnings.length ? r.warnings : [strict!] });
+          } catch (e) {
+            bad.push({ i, file: files[i], problem: problemOf(e) });
+          }
         }
         opts.onProgress?.(++done, files.length);
       }

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import seedrandom from 'seedrandom';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cropParams } from '../data-pipeline/crop';
 import { ImageDecodePool, ImageFolderStream, openImageFolder, SkipLog } from '../data-pipeline/image-folder';
 import { openData } from '../data-pipeline/index';
 import { shuffleInPlace } from '../data-pipeline/stream';
@@ -68,7 +69,7 @@ beforeAll(async () => {
   badVal = copyWith('bad-val', (d) => truncate(join(d, 'val', 'a', 'img1.jpg')));
   await jpeg(join(badVal, 'train', 'a', 'img0.jpg'), 64, 48, 5);
   garble(join(badVal, 'train', 'a', 'img0.jpg'));
-  pool = new ImageDecodePool({ threads: 1 });
+  pool = new ImageDecodePool({ threads: 2 });
 });
 
 afterAll(async () => {
@@ -82,6 +83,8 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 function truncatedLine(file: string): RegExp {
   return new RegExp(`^error: ${escape(file)}: cannot decode image: [^\n]*premature end of JPEG image(?![^\n]*premature end)[^\n]*$`);
 }
+
+const cropCenter = cropParams({ mode: 'center', imageSize: 8, resizeTo: 8 });
 
 function node(script: string, args: string[]) {
   const r = spawnSync(process.execPath, ['--import', 'tsx', join(repo, script), ...args], {
@@ -246,6 +249,33 @@ describe('npm run data -- verify', () => {
     expect(bad[0]).toMatch(new RegExp(`^bad: +${join(dir, 'train-images-idx3-ubyte')}: truncated: expected ${16 + 5 * 28 * 28} bytes, got 16`));
     expect(bad[1]).toMatch(new RegExp(`^bad: +${join(dir, 't10k-images-idx3-ubyte')}: truncated`));
     expect(r.stdout).toMatch(/result: +2 of 4 files unreadable/);
+  });
+});
+
+describe('the decode pool', () => {
+  it("names each file's own problem when many decode at once (libvips' messages are process-wide)", async () => {
+    const dir = join(tmp, 'mixed');
+    mkdirSync(dir, { recursive: true });
+    const files: string[] = [];
+    for (let i = 0; i < 36; i++) {
+      const f = join(dir, `f${i}.jpg`);
+      await jpeg(f, 30 + (i % 5) * 7, 24 + (i % 3) * 9, 200 + i);
+      if (i % 3 === 0) truncate(f);
+      else if (i % 3 === 1) garble(f);
+      files.push(f);
+    }
+    const params = cropCenter;
+    // one at a time on one thread: each call's messages are its own
+    const serial = new ImageDecodePool({ threads: 1 });
+    const alone: string[] = [];
+    for (const f of files) alone.push(await serial.decode(f, 's', params).then(() => 'ok', (e: Error) => e.message));
+    await serial.close();
+    expect(alone.filter((m) => m !== 'ok')).toHaveLength(12);
+    // all at once on two threads, on a fresh pool (no failures remembered)
+    const busy = new ImageDecodePool({ threads: 2 });
+    const together = await Promise.all(files.map((f) => busy.decode(f, 's', params).then(() => 'ok', (e: Error) => e.message)));
+    await busy.close();
+    expect(together).toEqual(alone);
   });
 });
 
