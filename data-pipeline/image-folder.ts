@@ -12,10 +12,20 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import seedrandom from 'seedrandom';
 import { cropParams, type CropMode, type CropParams } from './crop';
-import type { DecodeResult, DecodeTask } from './image-worker';
+import type { DecodeResult, DecodeTask, VerifyResult, VerifyTask } from './image-worker';
 import { isDirectory } from './locate';
 import { shardIndices, shuffleInPlace } from './stream';
-import { checkStreamState, DataError, type Batch, type BatchStream, type Shard, type StreamState } from './types';
+import {
+  checkStreamState,
+  DataError,
+  isDataError,
+  type Batch,
+  type BatchStream,
+  type Shard,
+  type SkipCounter,
+  type SkippedImages,
+  type StreamState,
+} from './types';
 
 export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png']);
 
@@ -131,10 +141,50 @@ function workerExecArgv(): string[] {
 }
 
 interface Waiting {
-  task: DecodeTask;
+  task: DecodeTask | VerifyTask;
+  /** the worker's export that runs the task (default: decodeImage) */
+  name?: 'verifyImage';
   owner: object | undefined;
-  resolve: (r: DecodeResult) => void;
+  /** run with no other task in flight: libvips' messages are then the task's own (image-worker.ts FAIL_ON) */
+  alone?: boolean;
+  resolve: (r: never) => void;
   reject: (e: Error) => void;
+}
+
+/** Files listed in a sidecar's record of skipped images; the count covers them all. */
+const SKIPPED_LISTED = 20;
+
+/**
+ * The images skipped under `onBadImage: 'skip'`, shared by the streams of one dataset: which files, their problem,
+ * and how often each was skipped. A run takes a `mark()` at its start and records `since(mark)` in its sidecar.
+ */
+export class SkipLog implements SkipCounter {
+  readonly policy = 'skip' as const;
+  private readonly byFile = new Map<string, { problem: string; skips: number }>();
+  private total = 0;
+
+  record(e: DataError): void {
+    const f = this.byFile.get(e.file);
+    if (f) f.skips++;
+    else this.byFile.set(e.file, { problem: e.problem, skips: 1 });
+    this.total++;
+  }
+
+  mark(): { total: number; perFile: Map<string, number> } {
+    return { total: this.total, perFile: new Map([...this.byFile].map(([f, v]) => [f, v.skips])) };
+  }
+
+  since(mark: unknown, earlier?: SkippedImages): SkippedImages {
+    const m = mark as ReturnType<SkipLog['mark']>;
+    const seen = new Map((earlier?.files ?? []).map((f) => [f.file, f.problem]));
+    const before = seen.size;
+    for (const [file, v] of this.byFile) if (v.skips > (m.perFile.get(file) ?? 0) && !seen.has(file)) seen.set(file, v.problem);
+    const count = seen.size + (earlier?.more ?? 0);
+    const files = [...seen].slice(0, SKIPPED_LISTED).map(([file, problem]) => ({ file, problem }));
+    const out: SkippedImages = { policy: 'skip', count: Math.max(count, earlier?.count ?? 0, before), skips: (earlier?.skips ?? 0) + this.total - m.total, files };
+    if (out.count > files.length) out.more = out.count - files.length;
+    return out;
+  }
 }
 
 /**
@@ -144,17 +194,22 @@ interface Waiting {
  */
 export class ImageDecodePool {
   readonly threads: number;
-  private readonly pool: Piscina<DecodeTask, DecodeResult>;
+  private readonly pool: Piscina<DecodeTask | VerifyTask, DecodeResult | VerifyResult>;
   private readonly maxInFlight: number;
   private inFlight = 0;
   private waiting: Waiting[] = [];
+  /** tasks to run alone (before any waiting one): failed ones rerun for their own message, and verify's second look */
+  private aloneQueue: Waiting[] = [];
+  private runningAlone = false;
   private idle: Array<() => void> = [];
   private closed = false;
+  /** files whose decode failed, with their error: asked again (a skipped file comes up every epoch), they fail at once */
+  private readonly bad = new Map<string, DataError>();
 
   constructor(opts: { threads?: number } = {}) {
     this.threads = Math.max(1, opts.threads ?? Math.max(1, availableParallelism() - 1));
     this.maxInFlight = 2 * this.threads;
-    this.pool = new Piscina<DecodeTask, DecodeResult>({
+    this.pool = new Piscina<DecodeTask | VerifyTask, DecodeResult | VerifyResult>({
       filename: WORKER_FILE,
       execArgv: workerExecArgv(),
       minThreads: this.threads,
@@ -167,36 +222,77 @@ export class ImageDecodePool {
 
   /** Decodes one file; a failure is a DataError naming the file. `owner` lets `cancel` drop it while queued. */
   decode(file: string, seed: string, params: CropParams, owner?: object): Promise<DecodeResult> {
+    return this.submit({ task: { file, seed, params }, owner });
+  }
+
+  /**
+   * Reads and fully decodes one file (image-worker.ts verifyImage): at the training decoder's sensitivity, or
+   * `strict`ly (libvips' warnings fail it too); `alone`, with no other task in flight, so that the warnings it
+   * returns are its own. A failure is a DataError.
+   */
+  verify(file: string, opts: { strict?: boolean; alone?: boolean } = {}): Promise<VerifyResult> {
+    return this.submit({ task: { file, strict: opts.strict }, name: 'verifyImage', owner: undefined, alone: opts.alone });
+  }
+
+  private submit<R>(w: Omit<Waiting, 'resolve' | 'reject'>): Promise<R> {
     if (this.closed) return Promise.reject(new Error('decode pool is closed'));
-    return new Promise<DecodeResult>((resolve, reject) => {
-      this.waiting.push({ task: { file, seed, params }, owner, resolve, reject });
+    const known = w.name ? undefined : this.bad.get(w.task.file);
+    if (known) return Promise.reject(known);
+    return new Promise<R>((resolve, reject) => {
+      (w.alone ? this.aloneQueue : this.waiting).push({ ...w, resolve: resolve as (r: never) => void, reject });
       this.pump();
     });
   }
 
+  /** Starts what may start: a task to run alone once nothing is in flight (nothing else meanwhile), else waiting ones. */
   private pump(): void {
-    while (this.inFlight < this.maxInFlight && this.waiting.length > 0) {
-      const w = this.waiting.shift()!;
-      this.inFlight++;
-      this.pool.run(w.task).then(
-        (r) => w.resolve(r),
-        (e: Error) => w.reject(new DataError(w.task.file, `cannot decode image: ${e.message}`)),
-      ).finally(() => {
-        this.inFlight--;
-        this.pump();
-        if (this.inFlight === 0) for (const f of this.idle.splice(0)) f();
-      });
+    if (this.runningAlone) return;
+    if (this.aloneQueue.length > 0) {
+      if (this.inFlight === 0) this.start(this.aloneQueue.shift()!);
+      return;
     }
+    while (this.inFlight < this.maxInFlight && this.waiting.length > 0) this.start(this.waiting.shift()!);
+  }
+
+  private start(w: Waiting): void {
+    this.inFlight++;
+    if (w.alone) this.runningAlone = true;
+    this.pool
+      .run(w.task, w.name ? { name: w.name } : undefined)
+      .then(
+        (r) => w.resolve(r as never),
+        (e: Error) => {
+          // with other decodes in flight, libvips' message may be another's: a decode reruns alone for its own
+          if (!w.alone && !w.name && this.threads > 1) {
+            this.aloneQueue.push({ ...w, alone: true });
+            return;
+          }
+          // the worker's message says what went wrong ('cannot read file: …', 'cannot decode image: …')
+          const err = new DataError(w.task.file, /^cannot /.test(e.message) ? e.message : `cannot decode image: ${e.message}`);
+          if (!w.name) this.bad.set(w.task.file, err);
+          w.reject(err);
+        },
+      )
+      .finally(() => {
+        this.inFlight--;
+        if (w.alone) this.runningAlone = false;
+        this.pump();
+        if (this.inFlight === 0 && this.aloneQueue.length === 0) for (const f of this.idle.splice(0)) f();
+      });
   }
 
   /** Drops the queued (not yet started) tasks of `owner`, or all of them; their promises reject. */
   cancel(owner?: object): void {
-    const keep: Waiting[] = [];
-    for (const w of this.waiting) {
-      if (owner === undefined || w.owner === owner) w.reject(new Error('cancelled'));
-      else keep.push(w);
-    }
-    this.waiting = keep;
+    const drop = (q: Waiting[]) => {
+      const keep: Waiting[] = [];
+      for (const w of q) {
+        if (owner === undefined || w.owner === owner) w.reject(new Error('cancelled'));
+        else keep.push(w);
+      }
+      return keep;
+    };
+    this.waiting = drop(this.waiting);
+    this.aloneQueue = drop(this.aloneQueue);
   }
 
   /** Cancels queued tasks, waits for the running ones, and stops the workers. */
@@ -228,6 +324,11 @@ export interface ImageFolderStreamOptions {
   /** a shared pool; without one the stream creates its own and closes it with the stream */
   pool?: ImageDecodePool;
   threads?: number;
+  /**
+   * skip unreadable images (each is recorded here, and the next example in stream order takes its place) instead
+   * of failing the batch with a DataError naming the file
+   */
+  skip?: SkipLog;
 }
 
 interface Pending {
@@ -238,7 +339,9 @@ interface Pending {
 
 /**
  * A BatchStream over an image list. Image `i` of epoch `e` is cropped with the seed `<seed>:<e>:<i>`, so a run is
- * repeatable whatever the pool size. `waitSeconds` is the total time `next()` spent waiting for decodes.
+ * repeatable whatever the pool size. `waitSeconds` is the total time `next()` spent waiting for decodes. An image that
+ * cannot be read fails its batch with a DataError naming the file, or, with `skip`, is left out: a shuffled batch is
+ * filled with the examples after it, an unshuffled pass is that much shorter.
  */
 export class ImageFolderStream implements BatchStream {
   readonly height: number;
@@ -262,6 +365,9 @@ export class ImageFolderStream implements BatchStream {
   private queue: Pending[] = [];
   private lastBatchSize = 0;
   private closed = false;
+  private readonly skip?: SkipLog;
+  /** examples of the stream order used up: delivered or skipped */
+  private consumed = 0;
 
   constructor(
     private readonly list: ImageList,
@@ -277,6 +383,12 @@ export class ImageFolderStream implements BatchStream {
     this.prefetch = Math.max(0, opts.prefetch ?? 2);
     this.ownsPool = !opts.pool;
     this.pool = opts.pool ?? new ImageDecodePool({ threads: opts.threads });
+    this.skip = opts.skip;
+  }
+
+  /** An unshuffled stream at the end of its pass (its next call starts the following one). */
+  get passEnded(): boolean {
+    return !this.shuffle && this.epoch > 0 && this.pos === this.order.length && this.queue.length === 0;
   }
 
   /** The next example in stream order as a decode task; null at the end of an unshuffled pass. */
@@ -322,22 +434,38 @@ export class ImageFolderStream implements BatchStream {
     const images = new Float32Array(take.length * d);
     const labels = new Int32Array(take.length);
     const t0 = performance.now();
+    let n = 0;
+    let skipped = 0;
     for (let k = 0; k < take.length; k++) {
-      const r = await take[k].result;
-      images.set(r.pixels, k * d);
-      labels[k] = take[k].label;
+      let r: DecodeResult;
+      try {
+        r = await take[k].result;
+      } catch (e) {
+        if (!this.skip || !isDataError(e)) throw e;
+        this.skip.record(e);
+        this.consumed++;
+        if (++skipped > this.epochSize) throw new DataError(this.list.dir, `every image tried is unreadable (${skipped} in a row; last: ${e.message})`);
+        // the next example in stream order takes its place (none at the end of an unshuffled pass)
+        const more = this.queue.shift() ?? this.submitNext();
+        if (more) take.push(more);
+        this.fill();
+        continue;
+      }
+      images.set(r.pixels, n * d);
+      labels[n++] = take[k].label;
     }
     this.waitSeconds += (performance.now() - t0) / 1000;
-    this.imagesDelivered += take.length;
-    return { images, labels, shape: [take.length, S, S, 3] };
+    this.imagesDelivered += n;
+    this.consumed += n;
+    return n === labels.length ? { images, labels, shape: [n, S, S, 3] } : { images: images.slice(0, n * d), labels: labels.slice(0, n), shape: [n, S, S, 3] };
   }
 
   /**
-   * The position in stream order: examples handed out so far. Image i of epoch e is always cropped with the same seed,
-   * and epoch e's order depends only on the seed, so this is all a restore needs.
+   * The position in stream order: examples used up so far (handed out, or skipped as unreadable). Image i of epoch e
+   * is always cropped with the same seed, and epoch e's order depends only on the seed, so this is all a restore needs.
    */
   state(): StreamState {
-    return { kind: 'image-folder', seed: this.seed, epochSize: this.epochSize, shuffle: this.shuffle, delivered: this.imagesDelivered };
+    return { kind: 'image-folder', seed: this.seed, epochSize: this.epochSize, shuffle: this.shuffle, delivered: this.consumed };
   }
 
   /** Continues from a saved position (queued prefetches are dropped and the stream refills from there). */
@@ -352,6 +480,7 @@ export class ImageFolderStream implements BatchStream {
     this.order = this.shuffle ? shuffleInPlace(this.members.slice(), seedrandom(`${this.seed}:epoch:${e}`)) : this.members;
     this.epoch = e + 1;
     this.pos = d % E;
+    this.consumed = d;
     this.imagesDelivered = d;
   }
 
@@ -361,6 +490,7 @@ export class ImageFolderStream implements BatchStream {
     this.queue = [];
     this.epoch = 0;
     this.pos = 0;
+    this.consumed = 0;
     this.order = new Int32Array(0);
   }
 

@@ -11,16 +11,26 @@
 import { cifarAugment, loadCifar10 } from './cifar10';
 import { IMAGENET_MEAN, type CropMode } from './crop';
 import { loadIdxDataset } from './idx';
-import { ImageDecodePool, ImageFolderStream, openImageFolder, type ImageFolder } from './image-folder';
+import { ImageDecodePool, ImageFolderStream, openImageFolder, SkipLog, type ImageFolder } from './image-folder';
 import { isDirectory, type LocateOptions } from './locate';
 import { evalBatches, InMemoryStream, type AugmentFn } from './stream';
-import { DataError, type Batch, type BatchStream, type DataSource, type InMemoryDataset, type Shard, type Split } from './types';
+import {
+  DataError,
+  type BadImagePolicy,
+  type Batch,
+  type BatchStream,
+  type DataSource,
+  type InMemoryDataset,
+  type Shard,
+  type SkipCounter,
+  type Split,
+} from './types';
 
 export * from './types';
 export { evalBatches, InMemoryStream, padCropFlip, type AugmentFn } from './stream';
 export { loadIdxDataset } from './idx';
 export { loadCifar10, cifarAugment } from './cifar10';
-export { ImageDecodePool, ImageFolderStream, openImageFolder } from './image-folder';
+export { ImageDecodePool, ImageFolderStream, openImageFolder, SkipLog } from './image-folder';
 export type { CropMode } from './crop';
 
 export type DatasetName = 'fashion-mnist' | 'mnist' | 'cifar10' | 'imagenet-folder';
@@ -44,6 +54,8 @@ export interface DataSpec extends LocateOptions {
   prefetch?: number;
   /** imagenet-folder without train/ and val/: fraction of each class held out for validation (default 0.02) */
   valFraction?: number;
+  /** imagenet-folder: an unreadable image stops with a DataError naming it (default), or is skipped and counted */
+  onBadImage?: BadImagePolicy;
 }
 
 /** An opened dataset: stream factories plus what a run records. */
@@ -64,6 +76,8 @@ export interface OpenedData {
   dataset?: InMemoryDataset;
   /** the scanned folder, for imagenet-folder */
   folder?: ImageFolder;
+  /** imagenet-folder with onBadImage 'skip': the images skipped so far */
+  skipped?: SkipCounter;
   /** releases worker threads (image folders); safe to call more than once */
   close(): Promise<void>;
 }
@@ -148,6 +162,7 @@ export async function openData(spec: DataSpec): Promise<OpenedData> {
   }
   const { folder, source } = loaded;
   const pool = new ImageDecodePool({ threads: spec.threads });
+  const skip = spec.onBadImage === 'skip' ? new SkipLog() : undefined;
   const common = {
     numClasses: folder.classes.length,
     imageSize: spec.imageSize,
@@ -155,6 +170,7 @@ export async function openData(spec: DataSpec): Promise<OpenedData> {
     mean: spec.mean,
     prefetch: spec.prefetch,
     pool,
+    skip,
   };
   const test = new ImageFolderStream(folder.val, { ...common, mode: 'center', shuffle: false });
   let closed = false;
@@ -166,6 +182,7 @@ export async function openData(spec: DataSpec): Promise<OpenedData> {
     numClasses: folder.classes.length,
     source,
     folder,
+    skipped: skip,
     test,
     train: (seed, shard) =>
       new ImageFolderStream(folder.train, {
@@ -179,11 +196,12 @@ export async function openData(spec: DataSpec): Promise<OpenedData> {
       }),
     async *testBatches(batchSize) {
       test.rewind();
-      for (let seen = 0; seen < test.epochSize; ) {
+      if (test.epochSize === 0) return;
+      // one pass; with skipped images a batch may be short, or empty (not yielded)
+      do {
         const b = await test.next(batchSize);
-        seen += b.shape[0];
-        yield b;
-      }
+        if (b.shape[0] > 0) yield b;
+      } while (!test.passEnded);
     },
     close: async () => {
       if (closed) return;

@@ -96,13 +96,43 @@ export function checkStreamState(s: StreamState, kind: string, seed: string, epo
   if (s.epochSize !== epochSize) throw new Error(`stream state has an epoch of ${s.epochSize} examples, this stream ${epochSize}`);
 }
 
+/** What to do with an image that cannot be read or decoded: stop (the default: a DataError) or skip it. */
+export type BadImagePolicy = 'stop' | 'skip';
+
+/** The unreadable images skipped under the 'skip' policy (recorded in a run's sidecar). */
+export interface SkippedImages {
+  policy: 'skip';
+  /** distinct files skipped */
+  count: number;
+  /** examples skipped (a file skipped in every epoch counts once per epoch) */
+  skips: number;
+  /** the first files skipped, with their problem */
+  files: { file: string; problem: string }[];
+  /** files left out of `files` */
+  more?: number;
+}
+
+/** Counts skipped images as they happen; a run reads what was skipped since its start. */
+export interface SkipCounter {
+  readonly policy: BadImagePolicy;
+  /** where the counts stand now */
+  mark(): unknown;
+  /** what was skipped since `mark` (merged with `earlier`, e.g. a resumed run's record) */
+  since(mark: unknown, earlier?: SkippedImages): SkippedImages;
+}
+
 /** Every data error names the file and the problem; CLIs print `message` and exit non-zero. */
 export class DataError extends Error {
   constructor(
     readonly file: string,
-    problem: string,
+    readonly problem: string,
   ) {
     super(`${file}: ${problem}`);
     this.name = 'DataError';
   }
+}
+
+/** A DataError, also one that crossed a thread or was rebuilt by name. */
+export function isDataError(e: unknown): e is DataError {
+  return e instanceof DataError || (e instanceof Error && e.name === 'DataError');
 }

@@ -1,6 +1,7 @@
 /**
  * npm run exp:all -- [--profile quick|paper] [--only fig2,fig6] [--with-extras] [--backend B] [--data-dir D]
- *                    [--results DIR] [--resume] [--set key=value ...] [--redis URL …] [--network SPEC]
+ *                    [--on-bad-image stop|skip] [--results DIR] [--resume] [--set key=value ...] [--redis URL …]
+ *                    [--network SPEC]
  *
  * Runs every figure's experiment in paper order, each in its own process (`exp run <name> --no-report`, so one
  * figure's memory is gone before the next starts and a failure does not take the others down), prints the overall
@@ -26,6 +27,7 @@ interface AllOptions extends DistOptions {
   backend?: string;
   dataDir?: string;
   download?: boolean;
+  onBadImage?: string;
   results?: string;
   resume?: boolean;
   set?: string[];
@@ -67,6 +69,7 @@ async function main(argv: string[]) {
     .addOption(new Option('--backend <name>', 'tfjs backend').choices(['auto', 'tfjs-node-gpu', 'tfjs-node', 'webgpu', 'wasm', 'cpu']))
     .option('--data-dir <dir>', 'directory holding the dataset files')
     .option('--download', 'allow downloading datasets into the user cache')
+    .addOption(new Option('--on-bad-image <policy>', 'image folders: stop at an unreadable image (default) or skip and count it').choices(['stop', 'skip']))
     .option('--results <dir>', 'results root (default ./results)')
     .option('--resume', 'continue unfinished runs from their checkpoints')
     .option('--set <key=value...>', "override a setting in every experiment's profile (each validates it)")
@@ -87,6 +90,7 @@ async function main(argv: string[]) {
   if (o.backend) pass.push('--backend', o.backend);
   if (o.dataDir) pass.push('--data-dir', o.dataDir);
   if (o.download) pass.push('--download');
+  if (o.onBadImage) pass.push('--on-bad-image', o.onBadImage);
   if (o.results) pass.push('--results', o.results);
   if (o.resume) pass.push('--resume');
   for (const s of o.set ?? []) pass.push('--set', s);

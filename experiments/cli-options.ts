@@ -9,6 +9,9 @@ export function addCommonOptions(cmd: Command): Command {
     )
     .option('--data-dir <dir>', 'directory holding the dataset files (else DKFAC_DATA, system, cache, embedded)')
     .option('--download', 'allow downloading the dataset from its official source into the user cache')
+    .addOption(
+      new Option('--on-bad-image <policy>', 'image folders: an unreadable image stops the experiment naming the file (stop, the default) or is skipped and counted in the sidecar (skip)').choices(['stop', 'skip']),
+    )
     .option('--set <key=value...>', 'override a profile setting, e.g. --set examples=20000 --set sgd.lr.32=0.1')
     .option('--results <dir>', 'results root (default ./results)');
 }

@@ -1,11 +1,14 @@
 /**
  * npm run exp:<name> -- [--profile quick|paper] [--backend B] [--data-dir D] [--download] [--set key=value ...]
- *                       [--only run1,run2] [--results DIR] [--no-report] [--resume]
+ *                       [--on-bad-image stop|skip] [--only run1,run2] [--results DIR] [--no-report] [--resume]
  *                       [--redis URL [--redis-wait S] [--redis-prefix P] [--redis-tls-ca FILE]] [--network SPEC]
  *
- * Runs every run of one paper figure, writes results/<name>/<run>.csv + .json, then regenerates the report. With
- * --resume, runs whose sidecar says finished are skipped and the others continue from their checkpoint
- * (results/<name>/<run>.ckpt, written at every evaluation and on Ctrl-C), or start over where there is none.
+ * Runs every run of one paper figure, writes results/<name>/<run>.csv + .json, then regenerates the report. A data
+ * error (an unreadable file) stops the experiment at once with `error: <file>: <problem>` (exit 1): a run that never
+ * trained leaves no files; --on-bad-image skip leaves unreadable images of a folder out instead (each run's sidecar
+ * counts and lists them). With --resume, runs whose sidecar says finished are skipped and the others continue from
+ * their checkpoint (results/<name>/<run>.ckpt, written at every evaluation and on Ctrl-C), or start over where there
+ * is none.
  * With --redis, every role of the distributed runs (gradient, stats, inverse workers) runs on the worker processes
  * connected to that Redis (`npm run worker -- --redis URL`, on any machine); this process is the parameter server.
  */

@@ -10,7 +10,8 @@ import { ConfigError, DataConfig, parseConfig, RunConfig, type RunConfigInput } 
 import { type RunSummary, runTraining } from '../src/train/run';
 import type { TrainData } from '../src/train/trainer';
 import { type DistConfigInput, DistConfig } from '../src/distributed/server';
-import { runDistributedTraining } from '../src/distributed/run';
+import { type DistRunSummary, runDistributedTraining } from '../src/distributed/run';
+import { isDataError } from '../data-pipeline/types';
 import { type NetworkModel, parseNetworkSpec } from '../src/distributed/network';
 import { connectRedis, RedisConfig, takePassword } from '../src/distributed/redis/connect';
 import type { DistOptions } from './cli-options';
@@ -24,6 +25,7 @@ export interface CommonOptions {
   backend?: BackendName;
   dataDir?: string;
   download?: boolean;
+  onBadImage?: 'stop' | 'skip';
   set?: string[];
   results?: string;
 }
@@ -107,6 +109,7 @@ export async function prepare(name: string, opts: CommonOptions): Promise<Prepar
       ...experiment.data(profile),
       ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
       ...(opts.download ? { download: true } : {}),
+      ...(opts.onBadImage ? { onBadImage: opts.onBadImage } : {}),
     },
     'data configuration',
   );
@@ -115,6 +118,13 @@ export async function prepare(name: string, opts: CommonOptions): Promise<Prepar
   const data = await openTrainData(dataCfg);
   const s = data.source;
   console.log(`data: ${s.dataset} from ${s.origin} (${s.path}), ${data.epochSize} training / ${data.testCount} test examples${s.subset ? ` (${s.subset})` : ''}`);
+  if (dataCfg.onBadImage === 'skip') {
+    console.log(
+      data.skipped
+        ? 'data: unreadable images are skipped and counted (--on-bad-image skip; each run lists them in its sidecar)'
+        : `data: --on-bad-image skip applies to image folders; ${s.dataset} was read whole and checked before training`,
+    );
+  }
   return { experiment, profileName: opts.profile, profile, backend, data, root: resultsRoot(opts) };
 }
 
@@ -182,11 +192,20 @@ export async function trainRuns(
     };
   });
   const out: RunSummary[] = [];
-  for (const { cfg, dist } of checked) {
+  for (const [i, { cfg, dist }] of checked.entries()) {
     const ctx = { experiment: p.experiment.name, profile: p.profileName, resultsDir, backend: p.backend, data: p.data, notes, resume: opts.resume };
+    try {
+      out.push(dist ? await runDistributedTraining(cfg, dist, ctx) : await runTraining(cfg, ctx));
+    } catch (e) {
+      // a data error is the data's, not the run's: every later run would meet it too, so the experiment stops here
+      if (isDataError(e)) {
+        const rest = checked.slice(i + 1).map((c) => c.cfg.run);
+        if (rest.length) console.log(`experiment stopped at the first data error; not started: ${rest.join(', ')}`);
+      }
+      throw e;
+    }
     if (dist) {
-      const s = await runDistributedTraining(cfg, dist, ctx);
-      out.push(s);
+      const s = out[out.length - 1] as DistRunSummary;
       if (s.skipped) {
         console.log(`${cfg.label}: finished earlier, skipped (--resume)\n  csv: ${s.csvPath}`);
         continue;
@@ -199,8 +218,7 @@ export async function trainRuns(
           `\n  csv: ${s.csvPath}`,
       );
     } else {
-      const s = await runTraining(cfg, ctx);
-      out.push(s);
+      const s = out[out.length - 1];
       if (s.skipped) {
         console.log(`${cfg.label}: finished earlier, skipped (--resume)\n  csv: ${s.csvPath}`);
         continue;

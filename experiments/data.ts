@@ -19,6 +19,7 @@ export async function openTrainData(cfg: DataConfig): Promise<TrainData> {
     download: cfg.download,
     imageSize: cfg.imageSize,
     resizeTo: cfg.resizeTo,
+    onBadImage: cfg.onBadImage,
     augment: cfg.name === 'cifar10' ? true : undefined,
   });
   let epochSize = d.dataset ? d.dataset.train.count : (d.folder?.train.files.length ?? 0);
@@ -40,6 +41,7 @@ export async function openTrainData(cfg: DataConfig): Promise<TrainData> {
     testBatches: (bs) => d.testBatches(bs),
     testCount: d.source.testCount,
     source,
+    skipped: d.skipped,
     close: () => d.close(),
   };
 }

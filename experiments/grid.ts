@@ -73,6 +73,7 @@ function runPoint(name: string, p: GridPoint, o: CommonOptions, dir: string): Pr
   if (o.backend) args.push('--backend', o.backend);
   if (o.dataDir) args.push('--data-dir', o.dataDir);
   if (o.download) args.push('--download');
+  if (o.onBadImage) args.push('--on-bad-image', o.onBadImage);
   for (const s of o.set ?? []) args.push('--set', s);
   return new Promise((resolvePromise) => {
     const child = spawn(process.execPath, args, { env: { ...process.env, DKFAC_QUIET: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });

@@ -8,26 +8,12 @@ import { centerCropPlan, cropParams, paperCropOffset, randomResizedCropBox } fro
 import { ImageDecodePool, ImageFolderStream, openImageFolder, scanClassFolders, type ImageFolder } from '../data-pipeline/image-folder';
 import { openData } from '../data-pipeline/index';
 import { DataError } from '../data-pipeline/types';
+import { jpeg } from './image-helpers';
 
 let tmp: string;
 let root: string;
 let folder: ImageFolder;
 let pool: ImageDecodePool;
-
-/** A JPEG of w×h with a colour gradient and a few blocks, so that crops and flips change the pixels. */
-async function jpeg(path: string, w: number, h: number, seed: number): Promise<void> {
-  const rng = seedrandom(String(seed));
-  const raw = Buffer.alloc(w * h * 3);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const o = (y * w + x) * 3;
-      raw[o] = (x * 255) / w;
-      raw[o + 1] = (y * 255) / h;
-      raw[o + 2] = Math.floor(rng() * 64) + (x < w / 3 ? 150 : 0);
-    }
-  }
-  await sharp(raw, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 90 }).toFile(path);
-}
 
 const sizes: Array<[number, number]> = [
   [96, 64],

@@ -32,6 +32,8 @@ export const DataConfig = z.strictObject({
   /** ImageNet folders: input resolution and resize-before-crop size */
   imageSize: z.number().int().min(8).max(512).optional(),
   resizeTo: z.number().int().min(8).max(1024).optional(),
+  /** ImageNet folders: an unreadable image stops the experiment naming the file ('stop', the default), or is skipped and counted */
+  onBadImage: z.enum(['stop', 'skip'], { error: (iss) => `unknown policy ${JSON.stringify(iss.input)} (stop or skip)` }).optional(),
 });
 export type DataConfig = z.infer<typeof DataConfig>;
 

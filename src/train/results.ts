@@ -42,26 +42,50 @@ export class RunWriter {
   readonly csvPath: string;
   readonly sidecarPath: string;
   sidecar: RunSidecar;
+  private readonly resultsDir: string;
+  private opened = false;
 
-  /** A fresh run writes the CSV header; a resumed one (`resumeRows`) keeps the first rows of the CSV already there. */
-  constructor(resultsDir: string, sidecar: RunSidecar, resumeRows?: number) {
-    mkdirSync(resultsDir, { recursive: true });
+  /**
+   * A fresh run writes the CSV header; a resumed one (`resumeRows`) keeps the first rows of the CSV already there.
+   * With `defer`, nothing is written until `open()` (or the first append or update): a run that stops before it
+   * trains anything can leave no files, and the files of an earlier run of the same id stay as they were.
+   */
+  constructor(resultsDir: string, sidecar: RunSidecar, resumeRows?: number, opts: { defer?: boolean } = {}) {
+    this.resultsDir = resultsDir;
     this.csvPath = join(resultsDir, `${sidecar.run}.csv`);
     this.sidecarPath = join(resultsDir, `${sidecar.run}.json`);
     this.sidecar = sidecar;
-    if (resumeRows === undefined) writeFileSync(this.csvPath, stringify([[...CSV_COLUMNS]]));
-    else truncateCsv(this.csvPath, resumeRows);
+    if (resumeRows !== undefined) {
+      truncateCsv(this.csvPath, resumeRows);
+      this.opened = true;
+      writeJsonAtomic(this.sidecarPath, this.sidecar);
+    } else if (!opts.defer) this.open();
+  }
+
+  /** Whether the run's files have been written (always, unless deferred and not opened yet). */
+  get isOpen(): boolean {
+    return this.opened;
+  }
+
+  /** Writes the CSV header and the sidecar of a fresh run, once. */
+  open(): void {
+    if (this.opened) return;
+    this.opened = true;
+    mkdirSync(this.resultsDir, { recursive: true });
+    writeFileSync(this.csvPath, stringify([[...CSV_COLUMNS]]));
     writeJsonAtomic(this.sidecarPath, this.sidecar);
   }
 
   append(row: CsvRow): void {
+    this.open();
     const line = stringify([CSV_COLUMNS.map((c) => cell(row[c]))]);
     appendFileSync(this.csvPath, line);
   }
 
   update(patch: Partial<RunSidecar>): void {
     this.sidecar = { ...this.sidecar, ...patch };
-    writeJsonAtomic(this.sidecarPath, this.sidecar);
+    if (!this.opened) this.open();
+    else writeJsonAtomic(this.sidecarPath, this.sidecar);
   }
 }
 

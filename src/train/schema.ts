@@ -50,4 +50,6 @@ export interface RunSidecar {
   error?: string;
   /** summary numbers computed at the end of the run */
   summary?: Record<string, number>;
+  /** image folders read with onBadImage 'skip': the unreadable images this run skipped */
+  skippedImages?: import('../../data-pipeline/types').SkippedImages;
 }

@@ -6,6 +6,10 @@
  *              JSON sidecar (config, provenance, status, summary)
  *   stops      Ctrl-C finishes the current step, writes a checkpoint, closes the CSV interval, status 'stopped'
  *   failures   an exception in a step ends the run with status 'failed' and the message in the sidecar
+ *   data errors a DataError (an unreadable data file) ends the run as a failure does and is rethrown, so that the
+ *              experiment stops at the first one; a fresh run that fails so before its first update leaves no files
+ *              (its CSV and sidecar are written once the first update is done)
+ *   skipped    with the data's onBadImage 'skip', the images skipped during the run go to the sidecar (skippedImages)
  *   checkpoints <run>.ckpt next to the CSV (cfg.checkpointEvery; see checkpoint.ts for the format), written after the
  *              step's row and evaluation, so a resumed run evaluates nothing twice
  *   resume     ctx.resume: a finished run is skipped; a run with a checkpoint continues from it: the loop's state is
@@ -16,7 +20,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { engineKernels } from '../backend';
-import type { BatchStream, StreamState } from '../../data-pipeline/types';
+import { type BatchStream, isDataError, type StreamState } from '../../data-pipeline/types';
 import { readCheckpoint, writeCheckpoint } from './checkpoint';
 import type { RunConfig } from './config';
 import { IntervalLog, type IntervalLogState } from './interval-log';
@@ -182,6 +186,7 @@ export async function runSession<X extends object>(cfg: RunConfig, ctx: RunConte
   const fingerprint = normalise(spec.fingerprint);
   let resumeFrom: RunCheckpoint | null = null;
   let previous: RunSidecar | null = null;
+  let staleCheckpoint = false;
   if (ctx.resume) {
     previous = readSidecar(sidecarPath);
     if (previous?.status === 'finished') {
@@ -201,8 +206,9 @@ export async function runSession<X extends object>(cfg: RunConfig, ctx: RunConte
       console.log(`${cfg.label}: ${previous.status} earlier with no checkpoint (${ckptPath}): starting over`);
     }
   } else if (existsSync(ckptPath)) {
-    // a fresh run overwrites the CSV: a checkpoint left by an earlier run of the same id no longer belongs to it
-    rmSync(ckptPath);
+    // a fresh run overwrites the CSV (once it writes its files): a checkpoint left by an earlier run of the same id
+    // then no longer belongs to it
+    staleCheckpoint = true;
   }
 
   const loop = await spec.build();
@@ -229,7 +235,7 @@ export async function runSession<X extends object>(cfg: RunConfig, ctx: RunConte
         machine: machineInfo(),
         startedAt: new Date().toISOString(),
         status: 'running',
-      });
+      }, undefined, { defer: true });
     }
   } catch (e) {
     await loop.close();
@@ -237,6 +243,12 @@ export async function runSession<X extends object>(cfg: RunConfig, ctx: RunConte
     throw e;
   }
 
+  /** A fresh run's files are written once it has trained (or ends otherwise than by a data error before that). */
+  const openFiles = () => {
+    if (writer.isOpen) return;
+    writer.open();
+    if (staleCheckpoint) rmSync(ckptPath, { force: true });
+  };
   const log = new IntervalLog(cfg, writer, () => loop.evaluate());
   if (resumeFrom) log.restore(resumeFrom.log);
   const total = log.totalSteps;
@@ -256,11 +268,14 @@ export async function runSession<X extends object>(cfg: RunConfig, ctx: RunConte
     (k < total && (cfg.checkpointEvery === 'evals' ? log.isEvalStep(k) : cfg.checkpointEvery > 0 && k % cfg.checkpointEvery === 0));
 
   const bar = progressBar(cfg.label, total);
+  const skipMark = ctx.data.skipped?.mark();
   let status: RunSidecar['status'] = 'finished';
   let error: string | undefined;
+  let dataError: Error | undefined;
   try {
     for (let k = loop.steps + 1; k <= total; k++) {
       const r = await loop.step(k);
+      openFiles();
       log.add(r.loss, r.errors, r.examples);
       const stop = await yieldAndCheckStop(k);
       await log.endStep(k, r.fields);
@@ -277,10 +292,18 @@ export async function runSession<X extends object>(cfg: RunConfig, ctx: RunConte
   } catch (e) {
     status = 'failed';
     error = (e as Error).message;
+    if (isDataError(e)) dataError = e;
   } finally {
     bar.stop();
     await loop.close();
   }
+  if (dataError && !writer.isOpen) {
+    // nothing trained: no CSV, no sidecar (an earlier run's files of this id stay as they were)
+    loop.dispose();
+    console.log(`${cfg.label}: stopped by a data error before its first update; no files written`);
+    throw dataError;
+  }
+  openFiles();
   if (status === 'finished' && !cfg.keepCheckpoint && existsSync(ckptPath)) rmSync(ckptPath);
 
   const steps = loop.steps;
@@ -299,11 +322,13 @@ export async function runSession<X extends object>(cfg: RunConfig, ctx: RunConte
     ...(resumeFrom ? { resumedFrom: resumeFrom.step } : {}),
   };
   const kernels = engineKernels();
+  const skipped = ctx.data.skipped && skipMark !== undefined ? ctx.data.skipped.since(skipMark, writer.sidecar.skippedImages) : undefined;
   writer.update({
     status,
     error,
     finishedAt: new Date().toISOString(),
     ...(kernels ? { backend: { ...writer.sidecar.backend, kernels } } : {}),
+    ...(skipped ? { skippedImages: skipped } : {}),
     summary: {
       steps,
       wallSeconds: base.wallSeconds,
@@ -316,6 +341,17 @@ export async function runSession<X extends object>(cfg: RunConfig, ctx: RunConte
   });
   const result = loop.result();
   loop.dispose();
+  if (skipped?.count) {
+    const first = skipped.files[0];
+    console.log(
+      `${cfg.label}: skipped ${skipped.count} unreadable image${skipped.count === 1 ? '' : 's'} (${skipped.skips} example${skipped.skips === 1 ? '' : 's'} left out; ` +
+        `listed in ${writer.sidecarPath}), e.g. ${first.file}: ${first.problem}`,
+    );
+  }
+  if (dataError) {
+    console.log(`${cfg.label}: stopped by a data error after ${steps} updates; its CSV rows and sidecar (status failed) are kept\n  csv: ${writer.csvPath}`);
+    throw dataError;
+  }
   if (status === 'failed') console.error(`run ${cfg.run} failed: ${error}`);
   return { ...base, ...result };
 }

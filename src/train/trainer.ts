@@ -3,7 +3,7 @@
  * preconditioner (identity for SGD) → step size (schedule or KL rule) → momentum update → Polyak average.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Batch, BatchStream, DataSource, Shard, Split } from '../../data-pipeline/types';
+import type { Batch, BatchStream, DataSource, Shard, SkipCounter, Split } from '../../data-pipeline/types';
 import type { Model } from '../nn/model';
 import { crossEntropy, errorCount } from '../nn/model';
 import type { KfacError } from '../kfac/errors';
@@ -38,6 +38,8 @@ export interface TrainData {
   testBatches(batchSize: number): AsyncIterable<Batch>;
   testCount: number;
   source: DataSource;
+  /** image folders read with onBadImage 'skip': the unreadable images skipped (each run records its own in its sidecar) */
+  skipped?: SkipCounter;
   close(): Promise<void>;
 }
 
