@@ -1,5 +1,5 @@
 /**
- * npm run exp:all -- [--profile quick|paper] [--only fig2,fig6] [--with-extras] [--backend B] [--data-dir D]
+ * npm run exp:all -- [--profile quick|paper] [--only fig2,fig6] [--with-extras] [--seeds N] [--backend B] [--data-dir D]
  *                    [--results DIR] [--resume] [--set key=value ...] [--redis URL …] [--network SPEC]
  *
  * Runs every figure's experiment in paper order, each in its own process (`exp run <name> --no-report`, so one
@@ -15,7 +15,7 @@ import { Command, Option } from 'commander';
 import { generateReports } from '../reports/cli';
 import { takePassword } from '../src/distributed/redis/connect';
 import { addDistOptions, type DistOptions, distOptionArgs } from './cli-options';
-import { REPO_ROOT, resultsRoot } from './common';
+import { parseSeeds, REPO_ROOT, resultsRoot } from './common';
 import { exitWithError } from './errors';
 import { type Experiment, loadExperiments } from './registry';
 
@@ -28,6 +28,7 @@ interface AllOptions extends DistOptions {
   download?: boolean;
   results?: string;
   resume?: boolean;
+  seeds?: string;
   set?: string[];
 }
 
@@ -69,6 +70,7 @@ async function main(argv: string[]) {
     .option('--download', 'allow downloading datasets into the user cache')
     .option('--results <dir>', 'results root (default ./results)')
     .option('--resume', 'continue unfinished runs from their checkpoints')
+    .option('--seeds <n>', 'seeds per run of every figure (default 3 at quick, 1 at paper)')
     .option('--set <key=value...>', "override a setting in every experiment's profile (each validates it)")
     .exitOverride();
   program.parse(argv, { from: 'user' });
@@ -89,6 +91,7 @@ async function main(argv: string[]) {
   if (o.download) pass.push('--download');
   if (o.results) pass.push('--results', o.results);
   if (o.resume) pass.push('--resume');
+  pass.push('--seeds', String(parseSeeds(o.seeds, o.profile)));
   for (const s of o.set ?? []) pass.push('--set', s);
   // a password in --redis goes to the children in DKFAC_REDIS_PASSWORD, not on their command lines
   if (o.redis) o.redis = takePassword(o.redis);
