@@ -36,7 +36,7 @@ export function linesOf(runs: readonly LoadedRun[]): { line: string; label: stri
 }
 
 /** Ratios are averaged on the log scale: number keys naming a speed-up or a ratio. */
-export const isRatioKey = (key: string): boolean => /speedup|ratio/i.test(key);
+export const isRatioKey = (key: string): boolean => /speedup|ratio|_over_/i.test(key);
 
 /** The 95 % interval of every number the seeds measured (over the seeds that measured it). */
 export function gatherIntervals(perSeed: readonly Verdict[], logScale: (key: string) => boolean = isRatioKey): Record<string, Interval> {

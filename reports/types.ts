@@ -68,6 +68,8 @@ export interface FigureSpec {
   panels: PanelSpec[];
   /** computes the verdict from the runs alone; figures without one are reported as 'no data' for the claim */
   verdict?: (runs: LoadedRun[]) => Verdict;
+  /** false for figures that tune nothing (they compare K-FAC variants at one setting); default true */
+  tuned?: boolean;
 }
 
 /** Paths of the files written for one figure. */
