@@ -11,7 +11,7 @@
  * A claim's part is judged by where the interval lies against this suite's bars: wholly on one side of a bar decides
  * that side; straddling a bar leaves both sides possible. One seed gives no interval: everything stays possible.
  */
-import { jStat } from 'jstat';
+import jStat from 'jstat';
 
 export const CONFIDENCE = 0.95;
 
