@@ -13,7 +13,7 @@
  * allowed value meets exactly one, inconclusive otherwise.
  */
 import { seededVerdict } from '../seeds';
-import { decide, formatInterval, type Interval, percent, possibleLevels, times } from '../stats';
+import { decide, formatInterval, type Interval, percent, possibleLevels } from '../stats';
 import type { FigureSpec, LoadedRun, Verdict } from '../types';
 import { ratiosText, ratiosToTarget, recordRatios } from './speed';
 
