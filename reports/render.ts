@@ -122,7 +122,7 @@ function linePanel(panel: PanelSpec, runs: LoadedRun[], domain: string[]): Recor
     // SI-prefixed counts (500k, 1M, 1.5M), with a plain 0 at the origin.
     axis: panel.x === 'examples' || panel.x === 'step' ? { labelExpr: "datum.value == 0 ? '0' : format(datum.value, '~s')" } : {},
   };
-  const color = { field: 'label', type: 'nominal', title: 'Run (mean over seeds; band: 95 % interval)', scale: { domain } };
+  const color = { field: 'label', type: 'nominal', title: 'Run (mean over seeds)', scale: { domain } };
   const band = values.some((v) => v.lo !== undefined)
     ? [
         {
@@ -182,7 +182,7 @@ export function buildVegaLiteSpec(spec: FigureSpec, runs: LoadedRun[]): TopLevel
   const subtitle =
     plotted.length === 0
       ? `No runs with data in ${spec.resultsDir}`
-      : `Dashed: training metrics; solid: test metrics. Data: ${spec.resultsDir} (${plotted.length} run${plotted.length === 1 ? '' : 's'})`;
+      : `Dashed: training metrics; solid: test metrics. Each line: the mean over its seeds; band: their 95 % t interval. Data: ${spec.resultsDir} (${linesOf(plotted).length} line${linesOf(plotted).length === 1 ? '' : 's'}, ${plotted.length} run${plotted.length === 1 ? '' : 's'})`;
   const panels =
     plotted.length === 0
       ? [messagePanel('No data', `No runs found in ${spec.resultsDir} yet`)]
