@@ -109,7 +109,7 @@ describe('renderFigure', () => {
     expect(p.seeds).toBe(3);
     expect(p.lo).toBeCloseTo(m - (t2 * sd) / Math.sqrt(3), 9);
     expect(p.hi).toBeCloseTo(m + (t2 * sd) / Math.sqrt(3), 9);
-    expect(svg).toContain('95 % interval');
+    expect(svg).toContain('band: their 95 % t interval');
   });
 
   it('draws train metrics dashed and test metrics solid, dropping rows where y was not measured', async () => {
