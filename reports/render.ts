@@ -44,7 +44,8 @@ export interface BandPoint {
 
 /**
  * A line's points over its seeds (runs): for each step logged with both x and y by at least one seed, the mean x,
- * the mean y and, with two or more seeds, the 95 % t interval of y (reports/stats.ts); lines longer than MAX_POINTS_PER_LINE are thinned
+ * the mean y and, with two or more seeds, the 95 % t interval of y (reports/stats.ts; on a log axis the geometric
+ * mean and the interval of log y); lines longer than MAX_POINTS_PER_LINE are thinned
  * evenly, keeping the last point.
  */
 export function bandPoints(runs: LoadedRun[], panel: PanelSpec): BandPoint[] {
@@ -65,10 +66,11 @@ export function bandPoints(runs: LoadedRun[], panel: PanelSpec): BandPoint[] {
   const points = [...bySteps.entries()]
     .sort((a, b) => a[0] - b[0])
     .map(([, e]): BandPoint => {
-      const p: BandPoint = { x: mean(e.xs), y: mean(e.ys), n: e.ys.length };
+      // on a log axis, the geometric mean and the interval of log y (positive, symmetric on the axis)
+      const i = tInterval(e.ys, panel.scaleY === 'log' ? 'log' : 'linear');
+      const p: BandPoint = { x: mean(e.xs), y: i.mean, n: e.ys.length };
       if (e.ys.length >= 2) {
-        const i = tInterval(e.ys);
-        p.lo = panel.scaleY === 'log' ? Math.max(i.lo, Number.MIN_VALUE) : i.lo;
+        p.lo = i.lo;
         p.hi = i.hi;
       }
       return p;
@@ -130,7 +132,7 @@ function linePanel(panel: PanelSpec, runs: LoadedRun[], domain: string[]): Recor
           mark: { type: 'errorband', opacity: 0.18, clip: true },
           encoding: {
             x,
-            y: { field: 'lo', type: 'quantitative', title: panel.yTitle, scale: { type: panel.scaleY ?? 'linear', zero: false, nice: true } },
+            y: { field: 'lo', type: 'quantitative', title: panel.yTitle, scale: yScale(panel) },
             y2: { field: 'hi' },
             color,
             detail: { field: 'line', type: 'nominal' },
@@ -153,6 +155,11 @@ function linePanel(panel: PanelSpec, runs: LoadedRun[], domain: string[]): Recor
   };
 }
 
+/** The y scale of a panel (a log scale has no zero to leave out). */
+function yScale(panel: PanelSpec): Record<string, unknown> {
+  return panel.scaleY === 'log' ? { type: 'log', nice: true } : { type: 'linear', zero: false, nice: true };
+}
+
 function lineEncoding(panel: PanelSpec, x: Record<string, unknown>, color: Record<string, unknown>): Record<string, unknown> {
   return {
     x,
@@ -160,7 +167,7 @@ function lineEncoding(panel: PanelSpec, x: Record<string, unknown>, color: Recor
       field: panel.y,
       type: 'quantitative',
       title: panel.yTitle,
-      scale: { type: panel.scaleY ?? 'linear', zero: false, nice: true },
+      scale: yScale(panel),
     },
     color,
     // Two lines with the same label are still separate lines.
@@ -199,7 +206,7 @@ export function buildVegaLiteSpec(spec: FigureSpec, runs: LoadedRun[]): TopLevel
     config: {
       font: FONT,
       axis: { titleFontSize: 13, labelFontSize: 11, titleFontWeight: 'normal', grid: true, gridColor: '#e6e6e6' },
-      legend: { titleFontSize: 12, labelFontSize: 12, labelLimit: 320, symbolType: 'stroke', symbolStrokeWidth: 2.5 },
+      legend: { titleFontSize: 12, labelFontSize: 12, labelLimit: 320, titleLimit: 320, symbolType: 'stroke', symbolStrokeWidth: 2.5, symbolOpacity: 1 },
       header: { titleFontSize: 13 },
       title: { subtitleColor: '#555' },
       view: { stroke: '#bbb' },
