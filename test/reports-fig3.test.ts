@@ -2,8 +2,9 @@
  * The Figure 3 verdict on SYNTHETIC runs (clearly synthetic: hand-written loss rows). Every expected number is worked
  * out by hand in the comments from the rows, the 3-row smoothing and the clocks (updates × seconds per update).
  */
+import { asSeeds } from './reports-helpers';
 import { describe, expect, it } from 'vitest';
-import { FASTER_MIN, fig3Seed, IMPROVED_MIN, STANDARD_MIN } from '../reports/figures/fig3';
+import { FASTER_MIN, fig3Seed, fig3Verdict, IMPROVED_MIN, STANDARD_MIN } from '../reports/figures/fig3';
 import { rbzOf } from '../reports/figures/speed';
 import type { LoadedRun } from '../reports/types';
 
@@ -142,5 +143,24 @@ describe('fig3 verdict', () => {
     const v = fig3Seed([a, b, run('kfac', 'dist.K-FAC bz256', KFAC)]);
     expect(v.text).toContain('Standard BN (SGD+BN bz256 rbz32)');
     expect(v.text).toContain('Improved BN (SGD+BN bz256 rbz128)');
+  });
+});
+
+describe('fig3 verdict over seeds', () => {
+  it('gives the seed\'s own status when three seeds measure the same (zero-width intervals), stating the intervals', () => {
+    const runs = [
+      ...baselines(true),
+      run('kfac', 'dist.K-FAC bz128', KFAC, { dist: true, simPerStep: 1.1, testError: 0.18 }),
+      run('kfac+bn', 'dist.K-FAC+BN bz128', KFAC_BN, { rbz: undefined, dist: true, simPerStep: 1.2 }),
+    ];
+    const one = fig3Seed(runs);
+    const v = fig3Verdict(asSeeds(runs));
+    expect(v.status).toBe('reproduced');
+    expect(v.status).toBe(one.status);
+    expect(v.seeds).toEqual([1, 2, 3]);
+    for (const [k, x] of Object.entries(one.numbers)) if (Number.isFinite(x)) expect(v.numbers[k]).toBeCloseTo(x, 9);
+    expect(v.summary).toMatch(/K-FAC speed-up vs standard BN .*3 seeds.*vs improved BN/);
+    // one seed alone decides nothing
+    expect(fig3Verdict(asSeeds(runs, [1])).status).toBe('inconclusive');
   });
 });

@@ -6,8 +6,9 @@
  *   SGD+BN  loss 3 − 0.05·s  → last three rows (s = 36, 38, 40): 1.2, 1.1, 1.0 → target 1.1; its own smoothed loss
  *           3 − 0.05·(s − 2) reaches 1.1 first at s = 40.
  */
+import { asSeeds } from './reports-helpers';
 import { describe, expect, it } from 'vitest';
-import { SPEEDUP_MIN, fig4Seed } from '../reports/figures/fig4';
+import { SPEEDUP_MIN, fig4Seed, fig4Verdict } from '../reports/figures/fig4';
 import { syntheticRows, syntheticSidecar, type SyntheticRunOptions } from '../reports/synthetic';
 import type { LoadedRun } from '../reports/types';
 
@@ -117,5 +118,20 @@ describe('fig4 verdict', () => {
     expect(fig4Seed([]).status).toBe('no data');
     expect(fig4Seed([sgd(), kfac(0.1)]).status).toBe('no data');
     expect(fig4Seed([bn()]).status).toBe('no data');
+  });
+});
+
+describe('fig4 verdict over seeds', () => {
+  it('gives the seed\'s own status when three seeds measure the same (zero-width intervals), stating the intervals', () => {
+    const runs = [sgd(), bn(), kfac(0.1)];
+    const one = fig4Seed(runs);
+    const v = fig4Verdict(asSeeds(runs));
+    expect(v.status).toBe(one.status);
+    expect(v.status).toBe(one.status);
+    expect(v.seeds).toEqual([1, 2, 3]);
+    for (const [k, x] of Object.entries(one.numbers)) if (Number.isFinite(x)) expect(v.numbers[k]).toBeCloseTo(x, 9);
+    expect(v.summary).toMatch(/K-FAC speed-up over SGD\+BN .*3 seeds/);
+    // one seed alone decides nothing
+    expect(fig4Verdict(asSeeds(runs, [1])).status).toBe('inconclusive');
   });
 });

@@ -3,8 +3,9 @@
  * out by hand in the comments: the 3-row smoothing, the early target at 25 % of SGD+BN's updates, and the final
  * window mean of the piecewise-linear curve over the last 10 % of the common updates.
  */
+import { asSeeds } from './reports-helpers';
 import { describe, expect, it } from 'vitest';
-import { CONVERGE_TOL, EARLY_FRACTION, EARLY_MIN, fig5Seed } from '../reports/figures/fig5';
+import { CONVERGE_TOL, EARLY_FRACTION, EARLY_MIN, fig5Seed, fig5Verdict } from '../reports/figures/fig5';
 import type { LoadedRun } from '../reports/types';
 
 function run(method: string, label: string, losses: number[], o: { dist?: boolean; simPerStep?: number; testError?: number } = {}): LoadedRun {
@@ -94,5 +95,23 @@ describe('fig5 verdict', () => {
   it("is 'no data' without both runs", () => {
     expect(fig5Seed([run('sgd+bn', 'SGD+BN', SGD)]).status).toBe('no data');
     expect(fig5Seed([run('kfac', 'dist.K-FAC', KFAC)]).status).toBe('no data');
+  });
+});
+
+describe('fig5 verdict over seeds', () => {
+  it('gives the seed\'s own status when three seeds measure the same (zero-width intervals), stating the intervals', () => {
+    const runs = [
+      run('sgd+bn', 'SGD+BN bz128 rbz16', SGD, { dist: true, testError: 0.2 }),
+      run('kfac+bn', 'dist.K-FAC bz128', KFAC, { dist: true, simPerStep: 1.25, testError: 0.19 }),
+    ];
+    const one = fig5Seed(runs);
+    const v = fig5Verdict(asSeeds(runs));
+    expect(v.status).toBe('reproduced');
+    expect(v.status).toBe(one.status);
+    expect(v.seeds).toEqual([1, 2, 3]);
+    for (const [k, x] of Object.entries(one.numbers)) if (Number.isFinite(x)) expect(v.numbers[k]).toBeCloseTo(x, 9);
+    expect(v.summary).toMatch(/early speed-up .*3 seeds.*final gap/);
+    // one seed alone decides nothing
+    expect(fig5Verdict(asSeeds(runs, [1])).status).toBe('inconclusive');
   });
 });

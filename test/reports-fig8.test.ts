@@ -4,8 +4,9 @@
  * test error 1.05 · 0.25 · loss. Linear curves 2 − r·s: the window (80, 100] holds rows 85, 90, 95, 100, mean
  * 2 − 92.5·r; the smoothed loss over rows s − 10, s − 5, s is 2 − r·(s − 5).
  */
+import { asSeeds } from './reports-helpers';
 import { describe, expect, it } from 'vitest';
-import { LOSS_MARGIN, WINDOW_FRACTION, fig8Seed } from '../reports/figures/fig8';
+import { LOSS_MARGIN, WINDOW_FRACTION, fig8Seed, fig8Verdict } from '../reports/figures/fig8';
 import { syntheticRows, syntheticSidecar } from '../reports/synthetic';
 import type { LoadedRun } from '../reports/types';
 
@@ -120,5 +121,20 @@ describe('fig8 verdict', () => {
   it("is 'no data' without both runs", () => {
     expect(fig8Seed([]).status).toBe('no data');
     expect(fig8Seed([run('kl', (s) => 2 - 0.01 * s)]).status).toBe('no data');
+  });
+});
+
+describe('fig8 verdict over seeds', () => {
+  it('gives the seed\'s own status when three seeds measure the same (zero-width intervals), stating the intervals', () => {
+    const runs = [run('kl', (s) => 2 - 0.012 * s), run('lr', (s) => 2 - 0.008 * s)];
+    const one = fig8Seed(runs);
+    const v = fig8Verdict(asSeeds(runs));
+    expect(v.status).toBe('reproduced');
+    expect(v.status).toBe(one.status);
+    expect(v.seeds).toEqual([1, 2, 3]);
+    for (const [k, x] of Object.entries(one.numbers)) if (Number.isFinite(x)) expect(v.numbers[k]).toBeCloseTo(x, 9);
+    expect(v.summary).toMatch(/decayKL loss advantage .*3 seeds/);
+    // one seed alone decides nothing
+    expect(fig8Verdict(asSeeds(runs, [1])).status).toBe('inconclusive');
   });
 });

@@ -10,7 +10,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateReports } from '../reports/cli';
+import { fig2Seed, fig2Verdict } from '../reports/figures/fig2';
 import { fig7Figure, fig7Verdict } from '../reports/figures/fig7';
+import type { LoadedRun } from '../reports/types';
+import { asSeeds } from './reports-helpers';
 import { updatesVerdict } from '../reports/figures/updates';
 import { loadRuns } from '../reports/load';
 import { lineOf, replicates, seedOf } from '../reports/seeds';
@@ -211,5 +214,24 @@ describe('results written before seeds were recorded', () => {
     expect(html).toContain('<span class="badge unsure">inconclusive</span>');
     expect(html).toContain('1 seed: no interval');
     expect(html).toContain('src="fig7.png"');
+  });
+});
+
+describe('fig2 verdict over seeds', () => {
+  // async iterates 1.5× faster on the simulated clock (1.0 vs 1.5 s per update) with the same test NLL: reproduced
+  const run = (kind: 'async' | 'sync', simPerStep: number, nll: (s: number) => number): LoadedRun => ({
+    sidecar: { method: 'kfac', label: `dist.K-FAC ${kind} gpu1`, run: `kfac-${kind}-gpu1`, experiment: 'fig2', batchSize: 128, status: 'finished', config: { distributed: { gradientWorkers: 1, inverse: { kind } } } } as LoadedRun['sidecar'],
+    rows: Array.from({ length: 10 }, (_, i) => ({ step: (i + 1) * 5, examples: (i + 1) * 640, sim_seconds: (i + 1) * 5 * simPerStep, wall_seconds: (i + 1) * 10, train_loss: 2 - 0.1 * i, ...((i + 1) % 5 === 0 ? { test_loss: nll(i) } : {}) })),
+    csvPath: 'synthetic.csv',
+  });
+  it("judges each gpu count's NLL gap and simulated speed-up on their intervals", () => {
+    const runs = [run('async', 1.0, (i) => 2 - 0.1 * i), run('sync', 1.5, (i) => 2 - 0.1 * i)];
+    expect(fig2Seed(runs).status).toBe('reproduced');
+    const v = fig2Verdict(asSeeds(runs));
+    expect(v.status).toBe('reproduced');
+    expect(v.intervals!.gpu1SimSpeedup!.mean).toBeCloseTo(1.5, 12);
+    expect(v.summary).toMatch(/gpu1 speed-up 1\.50× \(95 % CI 1\.50× to 1\.50×, 3 seeds\)/);
+    expect(v.text).toMatch(/to sync's final training loss, async is faster in updates .*on the simulated cluster clock .*in real time/);
+    expect(fig2Verdict(asSeeds(runs, [1])).status).toBe('inconclusive');
   });
 });
