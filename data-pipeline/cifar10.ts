@@ -1,7 +1,8 @@
 /**
  * CIFAR-10, binary version: `data_batch_1.bin` … `data_batch_5.bin` and `test_batch.bin`, each a sequence of 3073-byte
  * records (1 label byte, then 1024 red, 1024 green and 1024 blue bytes, each plane row-major 32×32). Records are
- * converted to NHWC floats `pixel/255 - mean[channel]`, the mean taken over the training split.
+ * converted to NHWC floats `(pixel/255 − mean[channel]) / std[channel]`, the statistics of the training images used
+ * (normalize.ts).
  *
  * Lookup: as in locate.ts (flag, env, cache folder `cifar10`, each also tried with a `cifar-10-batches-bin`
  * sub-folder); with `download: true`, the official tarball is fetched into the cache, its md5 checked, and the six
@@ -14,6 +15,7 @@ import { createGunzip } from 'node:zlib';
 import { extract } from 'tar-stream';
 import { downloadVerified } from './download';
 import { locate, sha256Hex, type DatasetLocation, type LocateOptions } from './locate';
+import { channelStats, normalizePixels, subsetText } from './normalize';
 import { padCropFlip, type AugmentFn } from './stream';
 import { DataError, type InMemoryDataset } from './types';
 
@@ -154,48 +156,36 @@ async function readBatches(paths: string[], checksums: Record<string, string>): 
   return { count, pixels, labels };
 }
 
-/** Per-channel mean of interleaved bytes, divided by 255. */
-export function channelMeans(pixels: Uint8Array, channels: number): number[] {
-  const sums = new Float64Array(channels);
-  for (let i = 0; i < pixels.length; i++) sums[i % channels] += pixels[i];
-  const per = pixels.length / channels;
-  return Array.from(sums, (s) => (per > 0 ? s / per / 255 : 0));
-}
-
-/** Converts interleaved bytes to floats `v/255 - mean[channel]`. */
-export function normalizeChannels(pixels: Uint8Array, mean: number[]): Float32Array {
-  const c = mean.length;
-  const out = new Float32Array(pixels.length);
-  for (let i = 0; i < pixels.length; i += c) {
-    for (let k = 0; k < c; k++) out[i + k] = pixels[i + k] / 255 - mean[k];
-  }
-  return out;
-}
-
 /** Loads CIFAR-10 as an InMemoryDataset (NHWC [n, 32, 32, 3]). */
-export async function loadCifar10(opts: LocateOptions = {}): Promise<InMemoryDataset> {
+export async function loadCifar10(opts: LocateOptions & { trainSubset?: number } = {}): Promise<InMemoryDataset> {
   const found = await locate(cifarLocation(), opts);
   const checksums: Record<string, string> = {};
   const train = await readBatches(CIFAR_TRAIN_FILES.map((n) => found.files[n]), checksums);
   const test = await readBatches(CIFAR_TEST_FILES.map((n) => found.files[n]), checksums);
-  const mean = channelMeans(train.pixels, 3);
+  const n = Math.min(opts.trainSubset ?? train.count, train.count);
+  const trainPixels = train.pixels.subarray(0, n * CIFAR_PIXELS * 3);
+  const norm = channelStats(trainPixels, 3);
+  const subset = subsetText(n, train.count);
   return {
     name: 'cifar10',
     height: CIFAR_SIDE,
     width: CIFAR_SIDE,
     channels: 3,
     numClasses: 10,
-    train: { images: normalizeChannels(train.pixels, mean), labels: Int32Array.from(train.labels), count: train.count },
-    test: { images: normalizeChannels(test.pixels, mean), labels: Int32Array.from(test.labels), count: test.count },
-    mean,
+    train: { images: normalizePixels(trainPixels, norm), labels: Int32Array.from(train.labels.subarray(0, n)), count: n },
+    test: { images: normalizePixels(test.pixels, norm), labels: Int32Array.from(test.labels), count: test.count },
+    mean: norm.mean,
+    std: norm.std,
     source: {
       dataset: 'cifar10',
       origin: found.origin,
       path: found.dir,
       checksums,
-      trainCount: train.count,
+      trainCount: n,
       testCount: test.count,
-      mean,
+      mean: norm.mean,
+      std: norm.std,
+      ...(subset ? { subset } : {}),
     },
   };
 }

@@ -61,7 +61,8 @@ async function inspect(argv: string[]): Promise<void> {
     console.log(`path:    ${s.path}`);
     console.log(`shape:   ${data.height}x${data.width}x${data.channels}, ${data.numClasses} classes`);
     console.log(`counts:  train ${s.trainCount}, test ${s.testCount}`);
-    if (s.mean) console.log(`mean:    [${s.mean.map((m) => m.toFixed(6)).join(', ')}] (of pixel/255, subtracted)`);
+    if (s.mean) console.log(`mean:    [${s.mean.map((m) => m.toFixed(6)).join(', ')}] (of pixel/255 over the training images, subtracted)`);
+    if (s.std) console.log(`std:     [${s.std.map((m) => m.toFixed(6)).join(', ')}] (of pixel/255 over the training images, divided by)`);
     for (const [file, sum] of Object.entries(s.checksums ?? {})) console.log(`sha256:  ${sum}  ${file}`);
     if (data.dataset) {
       console.log(describeSplit('train', data.dataset.train, data.numClasses));

@@ -28,10 +28,17 @@ export interface CropParams {
   flip: boolean;
   /** per-channel mean of pixel/255 subtracted from the output */
   mean: [number, number, number];
+  /** per-channel standard deviation of pixel/255 the output is divided by */
+  std: [number, number, number];
 }
 
-/** ImageNet's RGB mean of pixel/255 (the usual constants). */
+/**
+ * ImageNet's RGB mean and standard deviation of pixel/255 over its training set (the constants torchvision's
+ * Normalize is used with). An image folder's own statistics would take a decoding pass over every training image (an
+ * epoch's work) before the first step; the published ImageNet training-set values are used instead.
+ */
 export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
+export const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
 
 /** Fills in defaults and checks the parameters. */
 export function cropParams(p: Partial<CropParams> & { mode: CropMode }): CropParams {
@@ -45,6 +52,7 @@ export function cropParams(p: Partial<CropParams> & { mode: CropMode }): CropPar
     ratio: p.ratio ?? [3 / 4, 4 / 3],
     flip: p.mode === 'center' ? false : (p.flip ?? p.mode === 'jitter'),
     mean: p.mean ?? IMAGENET_MEAN,
+    std: p.std ?? IMAGENET_STD,
   };
   if (!['paper', 'jitter', 'center'].includes(out.mode)) throw new RangeError(`unknown crop mode "${out.mode}"`);
   if (!Number.isInteger(imageSize) || imageSize < 1) throw new RangeError(`bad imageSize ${imageSize}`);

@@ -1,11 +1,11 @@
 /**
- * The IDX format (MNIST / Fashion-MNIST) as pure functions of bytes: header checks, parsing, encoding, the
- * normalisation and the assembly of the four files into an InMemoryDataset. No Node modules, so the browser demo
+ * The IDX format (MNIST / Fashion-MNIST) as pure functions of bytes: header checks, parsing, encoding and the assembly of the four files into an InMemoryDataset. No Node modules, so the browser demo
  * reads the embedded subset with exactly this code (idx.ts adds files, gzip and the lookup order).
  *
  * Format: a 4-byte big-endian magic `00 00 <type> <ndim>` (type 0x08 = unsigned byte), then `ndim` big-endian u32
  * dimensions, then the data. Images are `0x00000803` [n, rows, cols]; labels are `0x00000801` [n].
  */
+import { channelStats, normalizePixels, subsetText } from './normalize';
 import { DataError, type DataSource, type InMemoryDataset, type Split } from './types';
 
 export const IDX_IMAGES_MAGIC = 0x00000803;
@@ -102,32 +102,21 @@ export const IDX_FILES = {
   testLabels: 't10k-labels-idx1-ubyte.gz',
 } as const;
 
-/** Converts bytes to floats `v/255 - mean`, and returns the mean of v/255 when `mean` is not given. */
-export function normalizeBytes(pixels: Uint8Array, mean?: number): { images: Float32Array; mean: number } {
-  let m = mean;
-  if (m === undefined) {
-    let sum = 0;
-    for (let i = 0; i < pixels.length; i++) sum += pixels[i];
-    m = pixels.length > 0 ? sum / pixels.length / 255 : 0;
-  }
-  const images = new Float32Array(pixels.length);
-  for (let i = 0; i < pixels.length; i++) images[i] = pixels[i] / 255 - m;
-  return { images, mean: m };
-}
-
 function toSplit(images: Float32Array, labels: Uint8Array): Split {
   return { images, labels: Int32Array.from(labels), count: labels.length };
 }
 
 /**
- * The four parsed files as an InMemoryDataset (NHWC [n, rows, cols, 1], pixel/255 minus the train-split mean, which
- * the test split shares). Counts and image sizes must agree; `names` are the file names the errors cite.
+ * The four parsed files as an InMemoryDataset (NHWC [n, rows, cols, 1], normalised by the training images' mean and
+ * standard deviation, which the test split shares: normalize.ts). Counts and image sizes must agree; `names` are the
+ * file names the errors cite. `trainSubset`: only the first N training examples are kept (and give the statistics).
  */
 export function idxDataset(
   name: IdxName,
   parts: { trainImages: IdxImages; trainLabels: Uint8Array; testImages: IdxImages; testLabels: Uint8Array },
   names: { trainImages: string; trainLabels: string; testImages: string; testLabels: string },
   source: Pick<DataSource, 'origin' | 'path' | 'checksums'>,
+  trainSubset?: number,
 ): InMemoryDataset {
   const { trainImages: trI, trainLabels: trL, testImages: teI, testLabels: teL } = parts;
   const check = (img: IdxImages, lab: Uint8Array, imgFile: string, labFile: string) => {
@@ -140,18 +129,20 @@ export function idxDataset(
   if (teI.rows !== trI.rows || teI.cols !== trI.cols) {
     throw new DataError(names.testImages, `image size ${teI.rows}x${teI.cols} differs from the training images' ${trI.rows}x${trI.cols}`);
   }
-  const train = normalizeBytes(trI.pixels);
-  const test = normalizeBytes(teI.pixels, train.mean);
-  const mean = [train.mean];
+  const n = Math.min(trainSubset ?? trI.count, trI.count);
+  const trainPixels = trI.pixels.subarray(0, n * trI.rows * trI.cols);
+  const norm = channelStats(trainPixels, 1);
+  const subset = subsetText(n, trI.count);
   return {
     name,
     height: trI.rows,
     width: trI.cols,
     channels: 1,
     numClasses: 10,
-    train: toSplit(train.images, trL),
-    test: toSplit(test.images, teL),
-    mean,
-    source: { dataset: name, ...source, trainCount: trI.count, testCount: teI.count, mean },
+    train: toSplit(normalizePixels(trainPixels, norm), trL.subarray(0, n)),
+    test: toSplit(normalizePixels(teI.pixels, norm), teL),
+    mean: norm.mean,
+    std: norm.std,
+    source: { dataset: name, ...source, trainCount: n, testCount: teI.count, mean: norm.mean, std: norm.std, ...(subset ? { subset } : {}) },
   };
 }

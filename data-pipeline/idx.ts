@@ -141,10 +141,11 @@ export function idxLocation(name: IdxName): DatasetLocation {
 }
 
 /**
- * Loads Fashion-MNIST or MNIST as an InMemoryDataset (NHWC [n, 28, 28, 1], pixel/255 minus the train-split mean).
+ * Loads Fashion-MNIST or MNIST as an InMemoryDataset (NHWC [n, 28, 28, 1], normalised by the training images' mean
+ * and standard deviation; with `trainSubset`, the first N training examples only, which give the statistics).
  * Lookup order and errors: see locate.ts. `source.checksums` holds the sha256 of the four files read.
  */
-export async function loadIdxDataset(name: IdxName, opts: LocateOptions = {}): Promise<InMemoryDataset> {
+export async function loadIdxDataset(name: IdxName, opts: LocateOptions & { trainSubset?: number } = {}): Promise<InMemoryDataset> {
   const found = await locate(idxLocation(name), opts);
   const f = found.files;
   const [trI, trL, teI, teL] = await Promise.all([
@@ -168,5 +169,6 @@ export async function loadIdxDataset(name: IdxName, opts: LocateOptions = {}): P
         [base(f.testLabels)]: teL.sha256,
       },
     },
+    opts.trainSubset,
   );
 }

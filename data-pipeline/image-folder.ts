@@ -314,6 +314,7 @@ export interface ImageFolderStreamOptions {
   ratio?: [number, number];
   flip?: boolean;
   mean?: [number, number, number];
+  std?: [number, number, number];
   /** seed of the epoch shuffles and of every image's crop (default 0) */
   seed?: number | string;
   shard?: Shard;

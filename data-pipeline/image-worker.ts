@@ -1,6 +1,6 @@
 /**
  * Piscina worker: decodes one image file with sharp, crops and resizes it as the crop mode says, and returns NHWC
- * float32 pixels (`v/255 - mean`) whose buffer is transferred to the caller, not copied. The randomness of the crop
+ * float32 pixels (`(v/255 − mean) / std`) whose buffer is transferred to the caller, not copied. The randomness of the crop
  * comes from a per-image seed chosen by the caller, so results do not depend on which worker ran the task.
  */
 import { readFile } from 'node:fs/promises';
@@ -165,10 +165,11 @@ async function decodeInput(task: DecodeTask, input: Buffer): Promise<DecodeResul
   }
   const pixels = new Float32Array(S * S * 3);
   const [m0, m1, m2] = p.mean;
+  const [s0, s1, s2] = p.std;
   for (let i = 0; i < pixels.length; i += 3) {
-    pixels[i] = data[i] / 255 - m0;
-    pixels[i + 1] = data[i + 1] / 255 - m1;
-    pixels[i + 2] = data[i + 2] / 255 - m2;
+    pixels[i] = (data[i] / 255 - m0) / s0;
+    pixels[i + 1] = (data[i + 1] / 255 - m1) / s1;
+    pixels[i + 2] = (data[i + 2] / 255 - m2) / s2;
   }
   const result: DecodeResult = { pixels, width, height, box, flipped };
   // Transfer the pixel buffer with the result instead of copying it.

@@ -9,7 +9,7 @@
  * `data.source` is the DataSource to record in a run's sidecar.
  */
 import { cifarAugment, loadCifar10 } from './cifar10';
-import { IMAGENET_MEAN, type CropMode } from './crop';
+import { IMAGENET_MEAN, IMAGENET_STD, type CropMode } from './crop';
 import { loadIdxDataset } from './idx';
 import { ImageDecodePool, ImageFolderStream, openImageFolder, SkipLog, type ImageFolder } from './image-folder';
 import { isDirectory, type LocateOptions } from './locate';
@@ -47,7 +47,11 @@ export interface DataSpec extends LocateOptions {
   scale?: [number, number];
   ratio?: [number, number];
   flip?: boolean;
+  /** imagenet-folder: per-channel mean and std of pixel/255 (default ImageNet's training-set values, crop.ts) */
   mean?: [number, number, number];
+  std?: [number, number, number];
+  /** in-memory datasets: keep only the first N training examples (they give the normalisation statistics) */
+  trainSubset?: number;
   /** imagenet-folder: decode threads (default: cores - 1, at least 1) */
   threads?: number;
   /** imagenet-folder: batches in flight ahead of the trainer (default 2) */
@@ -126,6 +130,7 @@ export async function loadDataset(spec: DataSpec): Promise<InMemoryDataset | Ima
           trainCount: folder.train.files.length,
           testCount: folder.val.files.length,
           mean: [...(spec.mean ?? IMAGENET_MEAN)],
+          std: [...(spec.std ?? IMAGENET_STD)],
         },
       };
     }
@@ -168,6 +173,7 @@ export async function openData(spec: DataSpec): Promise<OpenedData> {
     imageSize: spec.imageSize,
     resizeTo: spec.resizeTo,
     mean: spec.mean,
+    std: spec.std,
     prefetch: spec.prefetch,
     pool,
     skip,

@@ -1,7 +1,8 @@
 /**
  * The data contract between the pipeline and the trainer.
  *
- * Images are NHWC float32, already normalised (pixel/255 - per-channel mean) so that a trainer can hand them to
+ * Images are NHWC float32, already normalised ((pixel/255 − mean) / std per channel, the training images' statistics:
+ * normalize.ts) so that a trainer can hand them to
  * tf.tensor4d without another pass. Labels are class indices in [0, numClasses).
  */
 export interface Batch {
@@ -33,6 +34,8 @@ export interface DataSource {
   testCount: number;
   /** per-channel mean subtracted after dividing by 255 (added by the pipeline; optional for compatibility) */
   mean?: number[];
+  /** per-channel standard deviation of pixel/255 divided by after the mean is subtracted (absent: not divided) */
+  std?: number[];
   /** set when only part of the training split is used, e.g. 'first 12000 training examples' */
   subset?: string;
 }
@@ -48,6 +51,8 @@ export interface InMemoryDataset {
   source: DataSource;
   /** per-channel mean (of pixel/255 over the train split) that was subtracted; added by the pipeline */
   mean?: number[];
+  /** per-channel standard deviation (of pixel/255 over the train split) divided by */
+  std?: number[];
 }
 
 /** How a data directory was found, in lookup order. */

@@ -1,5 +1,5 @@
 /**
- * npm run exp:all -- [--profile quick|paper] [--only fig2,fig6] [--with-extras] [--backend B] [--data-dir D]
+ * npm run exp:all -- [--profile quick|paper] [--only fig2,fig6] [--with-extras] [--seeds N] [--backend B] [--data-dir D]
  *                    [--on-bad-image stop|skip] [--results DIR] [--resume] [--set key=value ...] [--redis URL …]
  *                    [--network SPEC]
  *
@@ -16,7 +16,7 @@ import { Command, Option } from 'commander';
 import { generateReports } from '../reports/cli';
 import { takePassword } from '../src/distributed/redis/connect';
 import { addDistOptions, type DistOptions, distOptionArgs } from './cli-options';
-import { REPO_ROOT, resultsRoot } from './common';
+import { parseSeeds, REPO_ROOT, resultsRoot } from './common';
 import { exitWithError } from './errors';
 import { type Experiment, loadExperiments } from './registry';
 
@@ -30,6 +30,7 @@ interface AllOptions extends DistOptions {
   onBadImage?: string;
   results?: string;
   resume?: boolean;
+  seeds?: string;
   set?: string[];
 }
 
@@ -72,6 +73,7 @@ async function main(argv: string[]) {
     .addOption(new Option('--on-bad-image <policy>', 'image folders: stop at an unreadable image (default) or skip and count it').choices(['stop', 'skip']))
     .option('--results <dir>', 'results root (default ./results)')
     .option('--resume', 'continue unfinished runs from their checkpoints')
+    .option('--seeds <n>', 'seeds per run of every figure (default 3 at quick, 1 at paper)')
     .option('--set <key=value...>', "override a setting in every experiment's profile (each validates it)")
     .exitOverride();
   program.parse(argv, { from: 'user' });
@@ -93,6 +95,7 @@ async function main(argv: string[]) {
   if (o.onBadImage) pass.push('--on-bad-image', o.onBadImage);
   if (o.results) pass.push('--results', o.results);
   if (o.resume) pass.push('--resume');
+  pass.push('--seeds', String(parseSeeds(o.seeds, o.profile)));
   for (const s of o.set ?? []) pass.push('--set', s);
   // a password in --redis goes to the children in DKFAC_REDIS_PASSWORD, not on their command lines
   if (o.redis) o.redis = takePassword(o.redis);

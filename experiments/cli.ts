@@ -1,14 +1,14 @@
 /**
  * npm run exp:<name> -- [--profile quick|paper] [--backend B] [--data-dir D] [--download] [--set key=value ...]
- *                       [--on-bad-image stop|skip] [--only run1,run2] [--results DIR] [--no-report] [--resume]
- *                       [--redis URL [--redis-wait S] [--redis-prefix P] [--redis-tls-ca FILE]] [--network SPEC]
+ *                       [--on-bad-image stop|skip] [--only run1,run2] [--seeds N] [--results DIR] [--no-report]
+ *                       [--resume] [--redis URL [--redis-wait S] [--redis-prefix P] [--redis-tls-ca FILE]] [--network SPEC]
  *
- * Runs every run of one paper figure, writes results/<name>/<run>.csv + .json, then regenerates the report. A data
- * error (an unreadable file) stops the experiment at once with `error: <file>: <problem>` (exit 1): a run that never
- * trained leaves no files; --on-bad-image skip leaves unreadable images of a folder out instead (each run's sidecar
- * counts and lists them). With --resume, runs whose sidecar says finished are skipped and the others continue from
- * their checkpoint (results/<name>/<run>.ckpt, written at every evaluation and on Ctrl-C), or start over where there
- * is none.
+ * Runs every run of one paper figure once per seed (--seeds N: the profile's seed and the next N − 1; default 3 at
+ * quick, 1 at paper), writes results/<name>/<run>-s<seed>.csv + .json, then regenerates the report. A data error (an
+ * unreadable file) stops the experiment at once with `error: <file>: <problem>` (exit 1): a run that never trained
+ * leaves no files; --on-bad-image skip leaves unreadable images of a folder out instead (each run's sidecar counts and
+ * lists them). With --resume, runs whose sidecar says finished are skipped and the others continue from their
+ * checkpoint (results/<name>/<run>.ckpt, written at every evaluation and on Ctrl-C), or start over where there is none.
  * With --redis, every role of the distributed runs (gradient, stats, inverse workers) runs on the worker processes
  * connected to that Redis (`npm run worker -- --redis URL`, on any machine); this process is the parameter server.
  */
@@ -17,7 +17,7 @@ import { Command } from 'commander';
 import { addCommonOptions, addDistOptions, type DistOptions } from './cli-options';
 import { generateReports } from '../reports/cli';
 import { installStopHandlers } from '../src/train/stop';
-import { type CommonOptions, prepare, readTuned, resolveDistOptions, trainRuns, tunedPath } from './common';
+import { type CommonOptions, parseSeeds, prepare, readTuned, resolveDistOptions, seedList, trainRuns, tunedPath } from './common';
 import { loadExperiments } from './registry';
 import { exitWithError } from './errors';
 
@@ -36,11 +36,13 @@ async function main(argv: string[]) {
         .command('run <experiment>')
         .description('run one experiment')
         .option('--only <runs>', 'comma-separated run ids to train (default all)')
+        .option('--seeds <n>', 'train every run with this many seeds (init, data order, sampled targets): default 3 at quick, 1 at paper')
         .option('--no-report', 'skip regenerating the report')
         .option('--resume', 'skip finished runs; continue unfinished ones from their checkpoints'),
     ),
-  ).action(async (name: string, o: CommonOptions & DistOptions & { only?: string; report: boolean; resume?: boolean }) => {
+  ).action(async (name: string, o: CommonOptions & DistOptions & { only?: string; seeds?: string; report: boolean; resume?: boolean }) => {
     installStopHandlers();
+    const seeds = parseSeeds(o.seeds, o.profile);
     // before any work: a Redis that cannot be used is a clear error here
     const dist = await resolveDistOptions(o);
     const p = await prepare(name, o);
@@ -49,8 +51,8 @@ async function main(argv: string[]) {
       const t = tuned[method];
       console.log(
         t
-          ? `${method} baselines: tuned settings from ${tunedPath(p.root, name, method)}`
-          : `${method} baselines: profile defaults (run \`npm run grid -- ${name} --method ${method}\` to tune them)`,
+          ? `${method}: tuned settings from ${tunedPath(p.root, name, method)}`
+          : `${method}: profile defaults (run \`npm run grid -- ${name} --method ${method}\` to tune them)`,
       );
     }
     let runs = p.experiment.runs(p.profile, tuned);
@@ -62,7 +64,8 @@ async function main(argv: string[]) {
     }
     const dir = join(p.root, name);
     const tunedFrom = Object.fromEntries(Object.entries(tuned).map(([m, t]) => [m, t?.summaryCsv]));
-    const summaries = await trainRuns(p, runs, dir, { tunedFrom }, { resume: o.resume, dist });
+    console.log(`seeds: ${seeds} per run (${seedList(runs[0]?.seed ?? 0, seeds).join(', ')})`);
+    const summaries = await trainRuns(p, runs, dir, { tunedFrom }, { resume: o.resume, dist, seeds });
     await p.data.close();
     console.log(`\nresults: ${dir}/ (${summaries.map((s) => `${s.run}.csv`).join(', ')})`);
     if (o.report) {

@@ -7,7 +7,8 @@
  * Roles (experiments/roles.ts): the paper's 4 GPUs; SGD uses all 4 as gradient workers, K-FAC 3 gradient workers and
  * the stats worker, inverses asynchronously on CPU threads (paper profile) or with the lagged in-line stand-in timed by
  * CPU time (quick: see the profile). Each SGD+BN line has its own learning rate, tuned by the grid per (batch, rbz):
- * `npm run grid -- fig3 --lr 0.1,0.2,0.4` (both chunk sizes by default).
+ * `npm run grid -- fig3 --lr 0.1,0.2,0.4` (both chunk sizes by default); each K-FAC line its damping and c0, with as
+ * many trials: `npm run grid -- fig3 --method kfac --damping 0.03,0.1,0.3` (and `--method kfac+bn`).
  *
  * quick: GoogLeNet scaled in width and depth (as Figure 6) on 28×28 Fashion-MNIST (the first 12,000 training
  * examples; or CIFAR-10 / an ImageNet folder with --set data.name=... / --data-dir), batch 128 with rbz 32 vs 8: the
@@ -19,9 +20,9 @@ import { KfacConfig } from '../src/kfac/optimizer';
 import { GoogLeNetConfig } from '../src/nn/zoo';
 import { DataConfig, type RunConfigInput } from '../src/train/config';
 import { DecaySchedule } from '../src/train/update';
-import { defineExperiment, type TunedSettings } from './registry';
+import { defineExperiment, type PlannedRun, type TunedSettings } from './registry';
 import { kfacDist, Roles, sgdDist } from './roles';
-import { tunedChoice } from './tuned';
+import { type KfacTunables, tunedKfac, tunedLr, withKfacTunables } from './tuned';
 
 const Profile = z
   .strictObject({
@@ -64,12 +65,11 @@ function common(p: Profile) {
 }
 
 /** The SGD+BN line at one chunk size: the grid's learning rate for (batch, rbz) when tuned, else the profile's. */
-function sgdLr(p: Profile, rbz: number, tuned: TunedSettings | undefined): number {
-  const t = tunedChoice(tuned, p.batchSize, rbz);
-  if (t) return t.lr;
+function sgdLine(p: Profile, rbz: number, tuned: TunedSettings | undefined): PlannedRun {
   const lr = p.sgd.lr[String(rbz)];
-  if (lr === undefined) throw new Error(`fig3: no learning rate for rbz ${rbz} (set sgd.lr.${rbz} or run the grid)`);
-  return lr;
+  const t = tunedLr('sgd+bn', tuned, p.batchSize, { lr: lr ?? Number.NaN }, rbz);
+  if (!Number.isFinite(t.lr)) throw new Error(`fig3: no learning rate for rbz ${rbz} (set sgd.lr.${rbz} or run the grid)`);
+  return { ...sgdRun(p, rbz, t.lr), tuning: t.tuning };
 }
 
 function sgdRun(p: Profile, rbz: number, lr: number, batchSize = p.batchSize): RunConfigInput {
@@ -85,15 +85,21 @@ function sgdRun(p: Profile, rbz: number, lr: number, batchSize = p.batchSize): R
   };
 }
 
-function kfacRun(p: Profile, bn: boolean): RunConfigInput {
+/** A K-FAC line (±BN): the grid's damping and c0 for its method when tuned, else the profile's; `pt`: a grid point's. */
+function kfacRun(p: Profile, bn: boolean, tuned: Partial<Record<string, TunedSettings>>, pt?: KfacTunables, batchSize = p.batchSize): PlannedRun {
+  const method = bn ? 'kfac+bn' : 'kfac';
+  const base = { kind: 'kfac' as const, ...p.kfac.optimizer };
+  const t = pt ? { optimizer: withKfacTunables(base, pt, method), tuning: undefined } : tunedKfac(method, tuned[method], batchSize, base);
   return {
     ...common(p),
-    label: `dist.K-FAC${bn ? '+BN' : ''} bz${p.batchSize}`,
-    run: `kfac${bn ? '-bn' : ''}-bz${p.batchSize}`,
-    method: bn ? 'kfac+bn' : 'kfac',
+    batchSize,
+    label: `dist.K-FAC${bn ? '+BN' : ''} bz${batchSize}`,
+    run: `kfac${bn ? '-bn' : ''}-bz${batchSize}`,
+    method,
     bnChunk: bn ? p.kfac.rbz : undefined,
     model: { ...p.model, bn },
-    optimizer: { kind: 'kfac', ...p.kfac.optimizer },
+    optimizer: t.optimizer,
+    tuning: t.tuning,
   };
 }
 
@@ -134,16 +140,15 @@ export const fig3 = defineExperiment({
     },
   },
   data: (p) => p.data,
+  tunable: ['sgd+bn', 'kfac', 'kfac+bn'],
   runs(p, tuned) {
     const { improved, standard } = p.sgd.rbz;
-    return [
-      sgdRun(p, improved, sgdLr(p, improved, tuned['sgd+bn'])),
-      sgdRun(p, standard, sgdLr(p, standard, tuned['sgd+bn'])),
-      kfacRun(p, false),
-      kfacRun(p, true),
-    ];
+    return [sgdLine(p, improved, tuned['sgd+bn']), sgdLine(p, standard, tuned['sgd+bn']), kfacRun(p, false, tuned), kfacRun(p, true, tuned)];
   },
-  baseline: (p, pt) => sgdRun(p, pt.rbz ?? p.sgd.rbz.standard, pt.lr, pt.batchSize),
+  gridRun: (p, pt) =>
+    pt.method?.startsWith('kfac')
+      ? kfacRun(p, pt.method === 'kfac+bn', {}, pt, pt.batchSize)
+      : sgdRun(p, pt.rbz ?? p.sgd.rbz.standard, pt.lr!, pt.batchSize),
   batchSizes: (p) => [p.batchSize],
   rbzs: (p) => [p.sgd.rbz.improved, p.sgd.rbz.standard],
   dist: (p, run) => (run.optimizer.kind === 'kfac' ? kfacDist(p.roles) : sgdDist(p.roles, run.batchSize, run.bnChunk)),

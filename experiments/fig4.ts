@@ -12,7 +12,8 @@
  * block), or the run stops before training with an error naming the layer.
  *
  * Baselines: learning rates tuned by the grid (`npm run grid -- fig4 --method sgd` and `--method sgd+bn`); decay 0.96
- * every two epochs (plain SGD) and every half epoch (SGD+BN), as in the paper's ImageNet runs.
+ * every two epochs (plain SGD) and every half epoch (SGD+BN), as in the paper's ImageNet runs. K-FAC: damping and c0
+ * tuned by the same grid with as many trials (`npm run grid -- fig4 --method kfac --damping 0.03,0.1,0.3`).
  *
  * quick: AlexNet at width 0.25 with 256-unit FC layers and the 5×5 small stem on 28×28 Fashion-MNIST (the first
  * 12,000 training examples of the copy found), batch 256 and rbz 32 (the paper's 2048 and 256 divided by 8, keeping
@@ -26,9 +27,9 @@ import { KfacConfig } from '../src/kfac/optimizer';
 import { AlexNetConfig } from '../src/nn/zoo';
 import { DataConfig, type RunConfigInput } from '../src/train/config';
 import { DecaySchedule } from '../src/train/update';
-import { defineExperiment } from './registry';
+import { defineExperiment, type PlannedRun, type TunedSettings } from './registry';
 import { kfacDist, Roles, sgdDist } from './roles';
-import { tunedChoice } from './tuned';
+import { type KfacTunables, tunedKfac, tunedLr, withKfacTunables } from './tuned';
 
 const Profile = z.strictObject({
   data: DataConfig,
@@ -80,14 +81,18 @@ function baselineRun(p: Profile, method: 'sgd' | 'sgd+bn', lr: number, rbz?: num
   };
 }
 
-function kfacRun(p: Profile): RunConfigInput {
+/** The K-FAC line: the grid's damping and c0 when tuned (or a grid point's), else the profile's. */
+function kfacRun(p: Profile, tuned: TunedSettings | undefined, pt?: KfacTunables): PlannedRun {
+  const base = { kind: 'kfac' as const, ...p.kfac.optimizer, doublyFactored: { names: p.kfac.doublyFactored } };
+  const t = pt ? { optimizer: withKfacTunables(base, pt, 'kfac'), tuning: undefined } : tunedKfac('kfac', tuned, p.batchSize, base);
   return {
     ...common(p),
     label: `dist.K-FAC bz${p.batchSize}`,
     run: `kfac-bz${p.batchSize}`,
     method: 'kfac',
     model: { ...p.model, bn: false },
-    optimizer: { kind: 'kfac', ...p.kfac.optimizer, doublyFactored: { names: p.kfac.doublyFactored } },
+    optimizer: t.optimizer,
+    tuning: t.tuning,
   };
 }
 
@@ -129,18 +134,24 @@ export const fig4 = defineExperiment({
     },
   },
   data: (p) => p.data,
-  tunable: ['sgd', 'sgd+bn'],
+  tunable: ['sgd', 'sgd+bn', 'kfac'],
   runs(p, t) {
-    const out: RunConfigInput[] = [];
-    if (p.methods.includes('sgd')) out.push(baselineRun(p, 'sgd', tunedChoice(t.sgd, p.batchSize)?.lr ?? p.sgd.lr));
-    if (p.methods.includes('sgd+bn')) {
-      const b = tunedChoice(t['sgd+bn'], p.batchSize);
-      out.push(baselineRun(p, 'sgd+bn', b?.lr ?? p.sgd.bnLr, b?.rbz));
+    const out: PlannedRun[] = [];
+    if (p.methods.includes('sgd')) {
+      const s = tunedLr('sgd', t.sgd, p.batchSize, { lr: p.sgd.lr });
+      out.push({ ...baselineRun(p, 'sgd', s.lr), tuning: s.tuning });
     }
-    if (p.methods.includes('kfac')) out.push(kfacRun(p));
+    if (p.methods.includes('sgd+bn')) {
+      const b = tunedLr('sgd+bn', t['sgd+bn'], p.batchSize, { lr: p.sgd.bnLr, rbz: p.sgd.rbz });
+      out.push({ ...baselineRun(p, 'sgd+bn', b.lr, b.rbz), tuning: b.tuning });
+    }
+    if (p.methods.includes('kfac')) out.push(kfacRun(p, t.kfac));
     return out;
   },
-  baseline: (p, pt) => baselineRun({ ...p, batchSize: pt.batchSize }, (pt.method ?? 'sgd+bn') as 'sgd' | 'sgd+bn', pt.lr, pt.rbz),
+  gridRun: (p, pt) =>
+    pt.method === 'kfac'
+      ? kfacRun({ ...p, batchSize: pt.batchSize }, undefined, pt)
+      : baselineRun({ ...p, batchSize: pt.batchSize }, (pt.method ?? 'sgd+bn') as 'sgd' | 'sgd+bn', pt.lr!, pt.rbz),
   batchSizes: (p) => [p.batchSize],
   dist: (p, run) => (run.optimizer.kind === 'kfac' ? kfacDist(p.roles) : sgdDist(p.roles, run.batchSize, run.bnChunk)),
 });

@@ -8,7 +8,8 @@
  * in-line stand-in, every role timed by CPU time). K-FAC keeps the network's batch
  * norm (a ResNet without it is not the paper's ResNet-50), each gradient worker normalising over its own shard (7
  * shards of a batch do not split into SGD's chunks). The SGD+BN learning rate comes
- * from the grid: `npm run grid -- fig5 --lr 0.05,0.1,0.2,0.4`.
+ * from the grid: `npm run grid -- fig5 --lr 0.05,0.1,0.2,0.4`; K-FAC's damping and c0 from the same grid with as many
+ * trials: `npm run grid -- fig5 --method kfac+bn --damping 0.03,0.1,0.3,1`.
  *
  * quick: ResNet with bottleneck blocks [1, 1, 1] at width 0.25 and a small stem on 28×28 Fashion-MNIST (the first
  * 12,000 examples), batch 128 with rbz 16 (the paper's 512 and 64 scaled by 1/4; 16 divides each worker's shard).
@@ -27,9 +28,9 @@ import { KfacConfig } from '../src/kfac/optimizer';
 import { ResNetConfig } from '../src/nn/zoo';
 import { DataConfig, type RunConfigInput } from '../src/train/config';
 import { DecaySchedule } from '../src/train/update';
-import { defineExperiment } from './registry';
+import { defineExperiment, type PlannedRun, type TunedSettings } from './registry';
 import { kfacDist, Roles, sgdDist } from './roles';
-import { tunedChoice } from './tuned';
+import { type KfacTunables, tunedKfac, tunedLr, withKfacTunables } from './tuned';
 
 const Profile = z
   .strictObject({
@@ -83,18 +84,32 @@ function sgdRun(p: Profile, lr: number, rbz = p.sgd.rbz, batchSize = p.batchSize
   };
 }
 
-function kfacRun(p: Profile, variant: 'gap' | 'flatten' | 'doubly-factored' = 'gap'): RunConfigInput {
+/**
+ * A K-FAC line: the grid's damping and c0 for its method when tuned (or a grid point's), else the profile's. The
+ * variants of the doubly-factored comparison use the main line's tuned settings (they are not tuned separately).
+ */
+function kfacRun(
+  p: Profile,
+  tuned: Partial<Record<string, TunedSettings>>,
+  pt?: KfacTunables,
+  batchSize = p.batchSize,
+  variant: 'gap' | 'flatten' | 'doubly-factored' = 'gap',
+): PlannedRun {
+  const method = p.model.bn ? 'kfac+bn' : 'kfac';
+  const base = { kind: 'kfac' as const, ...p.kfac };
+  const t = pt ? { optimizer: withKfacTunables(base, pt, method), tuning: undefined } : tunedKfac(method, tuned[method], batchSize, base);
   const head = { head: 'flatten' as const, ...(p.doublyFactored?.headMap ? { headMap: p.doublyFactored.headMap } : {}) };
   const name = { gap: '', flatten: ' flatten head', 'doubly-factored': ' doubly-factored' }[variant];
   const id = { gap: '', flatten: '-flat', 'doubly-factored': '-df' }[variant];
   return {
     ...common(p),
-    batchSize: p.batchSize,
-    label: `dist.K-FAC${name} bz${p.batchSize}`,
-    run: `kfac${id}-bz${p.batchSize}`,
-    method: p.model.bn ? 'kfac+bn' : 'kfac',
+    batchSize,
+    label: `dist.K-FAC${name} bz${batchSize}`,
+    run: `kfac${id}-bz${batchSize}`,
+    method,
     model: variant === 'gap' ? p.model : { ...p.model, ...head },
-    optimizer: { kind: 'kfac', ...p.kfac, ...(variant === 'doubly-factored' ? { doublyFactored: { names: ['fc'] } } : {}) },
+    optimizer: variant === 'doubly-factored' ? { ...t.optimizer, doublyFactored: { names: ['fc'] } } : t.optimizer,
+    tuning: t.tuning,
   };
 }
 
@@ -138,12 +153,17 @@ export const fig5 = defineExperiment({
     },
   },
   data: (p) => p.data,
-  runs: (p, tuned) => [
-    sgdRun(p, tunedChoice(tuned['sgd+bn'], p.batchSize, p.sgd.rbz)?.lr ?? p.sgd.lr),
-    kfacRun(p),
-    ...(p.doublyFactored ? [...(p.doublyFactored.kronecker ? [kfacRun(p, 'flatten')] : []), kfacRun(p, 'doubly-factored')] : []),
-  ],
-  baseline: (p, pt) => sgdRun(p, pt.lr, pt.rbz ?? p.sgd.rbz, pt.batchSize),
+  tunable: ['sgd+bn', 'kfac+bn', 'kfac'],
+  runs(p, tuned) {
+    const s = tunedLr('sgd+bn', tuned['sgd+bn'], p.batchSize, { lr: p.sgd.lr }, p.sgd.rbz);
+    const df = p.doublyFactored;
+    return [
+      { ...sgdRun(p, s.lr), tuning: s.tuning },
+      kfacRun(p, tuned),
+      ...(df ? [...(df.kronecker ? [kfacRun(p, tuned, undefined, p.batchSize, 'flatten')] : []), kfacRun(p, tuned, undefined, p.batchSize, 'doubly-factored')] : []),
+    ];
+  },
+  gridRun: (p, pt) => (pt.method?.startsWith('kfac') ? kfacRun(p, {}, pt, pt.batchSize) : sgdRun(p, pt.lr!, pt.rbz ?? p.sgd.rbz, pt.batchSize)),
   batchSizes: (p) => [p.batchSize],
   rbzs: (p) => [p.sgd.rbz],
   dist: (p, run) => (run.optimizer.kind === 'kfac' ? kfacDist(p.roles) : sgdDist(p.roles, run.batchSize, run.bnChunk)),

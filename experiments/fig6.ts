@@ -3,6 +3,9 @@
  * plotted against training examples consumed: training cross-entropy and training error. The claim: K-FAC's
  * per-example progress stays nearly constant as the batch grows, while SGD+BN loses data efficiency beyond B.
  *
+ * Tuning: SGD+BN's learning rate (and rbz) per batch size by the grid (`npm run grid -- fig6 --lr …`), K-FAC's damping
+ * and c0 per batch size by the same grid with as many trials (`npm run grid -- fig6 --method kfac --damping …`).
+ *
  * quick: GoogLeNet scaled in width and depth on 28×28 Fashion-MNIST (the first 12,000 training examples of the copy
  * found: all of the embedded subset), B = 32. paper: full GoogLeNet on an ImageNet folder at 224×224.
  */
@@ -11,7 +14,8 @@ import { DataConfig } from '../src/train/config';
 import { GoogLeNetConfig } from '../src/nn/zoo';
 import { DecaySchedule } from '../src/train/update';
 import { KfacConfig } from '../src/kfac/optimizer';
-import { defineExperiment, type TunedSettings } from './registry';
+import { defineExperiment, type PlannedRun, type TunedSettings } from './registry';
+import { type KfacTunables, tunedKfac, tunedLr, withKfacTunables } from './tuned';
 
 const Profile = z.strictObject({
   data: DataConfig,
@@ -48,12 +52,12 @@ const Profile = z.strictObject({
 });
 type Profile = z.infer<typeof Profile>;
 
-function lrFor(p: Profile, bz: number, tuned: TunedSettings | undefined): { lr: number; rbz: number; tuned: boolean } {
-  const t = tuned?.best[String(bz)];
-  if (t) return { lr: t.lr, rbz: t.rbz ?? p.sgd.rbz, tuned: true };
+/** The SGD+BN line at one batch size: the grid's learning rate and rbz when tuned, else the profile's. */
+function sgdLine(p: Profile, bz: number, tuned: TunedSettings | undefined): PlannedRun {
   const lr = p.sgd.lr[String(bz)];
-  if (lr === undefined) throw new Error(`fig6: no learning rate for batch size ${bz} (set sgd.lr.${bz} or run the grid)`);
-  return { lr, rbz: p.sgd.rbz, tuned: false };
+  const t = tunedLr('sgd+bn', tuned, bz, { lr: lr ?? Number.NaN, rbz: p.sgd.rbz });
+  if (!Number.isFinite(t.lr)) throw new Error(`fig6: no learning rate for batch size ${bz} (set sgd.lr.${bz} or run the grid)`);
+  return { ...sgdRun(p, bz, t.lr, t.rbz ?? p.sgd.rbz), tuning: t.tuning };
 }
 
 function sgdRun(p: Profile, bz: number, lr: number, rbz: number) {
@@ -74,24 +78,29 @@ function sgdRun(p: Profile, bz: number, lr: number, rbz: number) {
   };
 }
 
-function kfacRun(p: Profile, bz: number) {
+/** The K-FAC line at one batch size: the grid's damping and c0 when tuned (or a grid point's), else the profile's. */
+function kfacRun(p: Profile, bz: number, tuned: TunedSettings | undefined, pt?: KfacTunables): PlannedRun {
+  const method = p.kfac.bn ? 'kfac+bn' : 'kfac';
+  const base = {
+    kind: 'kfac' as const,
+    ...p.kfac.optimizer,
+    ...(p.kfac.inverseEveryExamples ? { inverseEvery: Math.max(1, Math.round(p.kfac.inverseEveryExamples / bz)) } : {}),
+  };
+  const t = pt ? { optimizer: withKfacTunables(base, pt, method), tuning: undefined } : tunedKfac(method, tuned, bz, base);
   return {
     label: `dist.K-FAC${p.kfac.bn ? '+BN' : ''} bz${bz}`,
     run: `kfac${p.kfac.bn ? '-bn' : ''}-bz${bz}`,
-    method: p.kfac.bn ? 'kfac+bn' : 'kfac',
+    method,
     batchSize: bz,
     examples: p.examples,
     bnChunk: p.kfac.bn ? Math.min(p.sgd.rbz, bz) : undefined,
     model: { ...p.model, bn: p.kfac.bn },
-    optimizer: {
-      kind: 'kfac' as const,
-      ...p.kfac.optimizer,
-      ...(p.kfac.inverseEveryExamples ? { inverseEvery: Math.max(1, Math.round(p.kfac.inverseEveryExamples / bz)) } : {}),
-    },
+    optimizer: t.optimizer,
     evals: p.evals,
     logEvery: p.logEvery,
     evalExamples: p.evalExamples,
     seed: p.seed,
+    tuning: t.tuning,
   };
 }
 
@@ -126,17 +135,15 @@ export const fig6 = defineExperiment({
     },
   },
   data: (p) => p.data,
+  tunable: ['sgd+bn', 'kfac', 'kfac+bn'],
   runs(p, tuned) {
     return p.batchSizes.flatMap((bz) => {
-      const out = [];
-      if (p.methods.includes('sgd+bn')) {
-        const s = lrFor(p, bz, tuned['sgd+bn']);
-        out.push(sgdRun(p, bz, s.lr, s.rbz));
-      }
-      if (p.methods.includes('kfac')) out.push(kfacRun(p, bz));
+      const out: PlannedRun[] = [];
+      if (p.methods.includes('sgd+bn')) out.push(sgdLine(p, bz, tuned['sgd+bn']));
+      if (p.methods.includes('kfac')) out.push(kfacRun(p, bz, tuned[p.kfac.bn ? 'kfac+bn' : 'kfac']));
       return out;
     });
   },
-  baseline: (p, pt) => sgdRun(p, pt.batchSize, pt.lr, pt.rbz ?? p.sgd.rbz),
+  gridRun: (p, pt) => (pt.method?.startsWith('kfac') ? kfacRun(p, pt.batchSize, undefined, pt) : sgdRun(p, pt.batchSize, pt.lr!, pt.rbz ?? p.sgd.rbz)),
   batchSizes: (p) => p.batchSizes,
 });

@@ -9,6 +9,8 @@
  * figure's runs, chosen by final training loss): `npm run grid -- fig8 --method kfac-lr --lr 0.01,0.03,0.1 --jobs 1`
  * writes results/grid/fig8/summary-kfac-lr.csv and best-kfac-lr.json, which the figure then uses. The bracket is
  * centred on the step sizes the KL rule itself picks on this model (η ≈ 0.02–0.06 in the fig6 quick K-FAC runs).
+ * decayKL's c0 (and damping) is tuned by the same grid with as many trials: `npm run grid -- fig8 --method kfac-kl
+ * --c0 0.003,0.01,0.03`.
  *
  * Both runs go through the distributed runtime with the same deterministic inverse schedule (sync, every
  * `inverseEvery` updates): the comparison isolates the step-size rule. No batch norm (as fig6's K-FAC), so the
@@ -25,6 +27,7 @@ import { KfacConfig } from '../src/kfac/optimizer';
 import { GoogLeNetConfig } from '../src/nn/zoo';
 import { DataConfig, type RunConfigInput } from '../src/train/config';
 import { defineExperiment } from './registry';
+import { type KfacTunables, tunedKfac, withKfacTunables } from './tuned';
 
 const Profile = z.strictObject({
   data: DataConfig,
@@ -46,7 +49,7 @@ const Profile = z.strictObject({
 });
 type Profile = z.infer<typeof Profile>;
 
-function run(p: Profile, rule: 'kl' | 'lr', lr?: number): RunConfigInput {
+function run(p: Profile, rule: 'kl' | 'lr', t: KfacTunables = {}): RunConfigInput {
   const decay = { rate: p.decay.rate, every: p.decay.every };
   return {
     label: `dist.K-FAC bz${p.batchSize} decay${rule.toUpperCase()}`,
@@ -55,11 +58,15 @@ function run(p: Profile, rule: 'kl' | 'lr', lr?: number): RunConfigInput {
     batchSize: p.batchSize,
     examples: p.examples,
     model: { ...p.model, bn: false },
-    optimizer: {
-      kind: 'kfac',
-      ...p.kfac,
-      stepSize: rule === 'kl' ? { rule: 'kl', c0: p.kl.c0, etaMax: p.kl.etaMax, decay } : { rule: 'lr', lr: lr ?? p.lr, decay },
-    },
+    optimizer: withKfacTunables(
+      {
+        kind: 'kfac' as const,
+        ...p.kfac,
+        stepSize: rule === 'kl' ? { rule: 'kl' as const, c0: p.kl.c0, etaMax: p.kl.etaMax, decay } : { rule: 'lr' as const, lr: p.lr, decay },
+      },
+      t,
+      `kfac-${rule}`,
+    ),
     evals: p.evals,
     logEvery: p.logEvery,
     evalExamples: p.evalExamples,
@@ -115,9 +122,15 @@ export const fig8 = defineExperiment({
     },
   },
   data: (p) => p.data,
-  tunable: ['kfac-lr'],
-  runs: (p, tuned) => [run(p, 'kl'), run(p, 'lr', tuned['kfac-lr']?.best[String(p.batchSize)]?.lr)],
-  baseline: (p, pt) => run({ ...p, batchSize: pt.batchSize }, 'lr', pt.lr),
+  tunable: ['kfac-lr', 'kfac-kl'],
+  runs: (p, tuned) =>
+    (['kl', 'lr'] as const).map((rule) => {
+      const method = `kfac-${rule}`;
+      const r = run(p, rule);
+      const t = tunedKfac(method, tuned[method], p.batchSize, r.optimizer as Parameters<typeof tunedKfac>[3]);
+      return { ...r, optimizer: t.optimizer as RunConfigInput['optimizer'], tuning: t.tuning };
+    }),
+  gridRun: (p, pt) => run({ ...p, batchSize: pt.batchSize }, pt.method === 'kfac-kl' ? 'kl' : 'lr', pt),
   batchSizes: (p) => [p.batchSize],
   dist: (p) => fig8Dist(p),
 });

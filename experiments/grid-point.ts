@@ -7,7 +7,7 @@ import { installStopHandlers } from '../src/train/stop';
 import { addCommonOptions } from './cli-options';
 import { type CommonOptions, prepare, trainRuns } from './common';
 import { exitWithError } from './errors';
-import { type GridPoint, pointId } from './grid';
+import { describeChoice, type GridPoint, pointId } from './grid';
 
 async function main(argv: string[]) {
   const program = new Command('grid-point');
@@ -17,9 +17,9 @@ async function main(argv: string[]) {
       installStopHandlers();
       const p = await prepare(name, o);
       const point = JSON.parse(pointJson) as GridPoint;
-      const run = p.experiment.baseline!(p.profile, point);
+      const run = p.experiment.gridRun!(p.profile, point);
       const id = pointId(point);
-      const [s] = await trainRuns(p, [{ ...run, run: id, label: `${run.label} lr${point.lr}` }], dir, { gridPoint: point });
+      const [s] = await trainRuns(p, [{ ...run, run: id, label: `${run.label} ${describeChoice(point)}` }], dir, { gridPoint: point });
       if (s.status !== 'finished') process.exitCode = 1;
     },
   );

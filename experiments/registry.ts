@@ -6,16 +6,50 @@ import type { z } from 'zod';
 import type { DistConfigInput } from '../src/distributed/server';
 import type { DataConfig, RunConfigInput } from '../src/train/config';
 
-/** Baseline settings chosen by the tuning grid, by batch size (results/grid/<experiment>/best-<method>.json). */
+/**
+ * One setting chosen by the grid: a baseline's learning rate (and rbz), K-FAC's damping and KL constant c0 (a K-FAC
+ * line with a learning-rate rule: lr and damping), with the tuning metric's value, the winning point's run id and how
+ * many points were tried for this key (the tuning budget).
+ */
+export interface TunedChoice {
+  lr?: number;
+  rbz?: number;
+  damping?: number;
+  c0?: number;
+  value: number;
+  run: string;
+  /** grid points tried for this key, whatever became of them (absent in files written before it was recorded) */
+  trials?: number;
+}
+
+/** Settings chosen by the tuning grid, by batch size (results/grid/<experiment>/best-<method>.json). */
 export interface TunedSettings {
   experiment: string;
   profile: string;
   method: string;
   /** metric minimised to pick the best setting */
   metric: string;
-  best: Record<string, { lr: number; rbz?: number; value: number; run: string }>;
+  best: Record<string, TunedChoice>;
   summaryCsv: string;
+  /** where it was read from (set by readTuned, not stored) */
+  file?: string;
 }
+
+/** Where a run's tuned settings came from: recorded in its sidecar (config.notes.tuning). */
+export interface TuningNote {
+  method: string;
+  /** 'grid': best-<method>.json at `key`; 'profile': the profile's defaults (the grid has not tuned this line) */
+  source: 'grid' | 'profile';
+  file?: string;
+  key?: string;
+  /** grid points tried for this key */
+  trials?: number;
+  /** the values the run used */
+  settings: Record<string, number>;
+}
+
+/** A run as an experiment plans it: its configuration and where its tuned settings came from. */
+export type PlannedRun = RunConfigInput & { tuning?: TuningNote };
 
 export interface Experiment<S extends z.ZodType = z.ZodType> {
   name: string;
@@ -25,12 +59,15 @@ export interface Experiment<S extends z.ZodType = z.ZodType> {
   schema: S;
   profiles: { quick: z.input<S>; paper: z.input<S> };
   data(p: z.infer<S>): z.input<typeof DataConfig>;
-  /** every run of the figure; `tuned` holds the grid's choices by baseline method (absent where not run) */
-  runs(p: z.infer<S>, tuned: Partial<Record<string, TunedSettings>>): RunConfigInput[];
-  /** baseline methods the grid can tune (default ['sgd+bn']) */
+  /** every run of the figure; `tuned` holds the grid's choices by method (absent where not run) */
+  runs(p: z.infer<S>, tuned: Partial<Record<string, TunedSettings>>): PlannedRun[];
+  /**
+   * methods the grid can tune (default ['sgd+bn']): baselines by learning rate (and rbz), K-FAC lines ('kfac…') by
+   * damping and c0 ('kfac-lr', a K-FAC line with a learning-rate rule: by lr and damping)
+   */
   tunable?: string[];
-  /** the baseline run for one grid point */
-  baseline?(p: z.infer<S>, point: GridPoint): RunConfigInput;
+  /** the run of one grid point (a baseline's or a K-FAC line's) */
+  gridRun?(p: z.infer<S>, point: GridPoint): RunConfigInput;
   /** the batch sizes the grid tunes by default */
   batchSizes?(p: z.infer<S>): number[];
   /**
@@ -49,8 +86,11 @@ export interface Experiment<S extends z.ZodType = z.ZodType> {
 export interface GridPoint {
   method?: string;
   batchSize: number;
-  lr: number;
+  lr?: number;
   rbz?: number;
+  /** K-FAC: damping λ and the KL rule's c0 */
+  damping?: number;
+  c0?: number;
 }
 
 const registry = new Map<string, Experiment>();

@@ -10,7 +10,8 @@ import { z } from 'zod';
 import { KfacConfig } from '../src/kfac/optimizer';
 import { DataConfig } from '../src/train/config';
 import { DecaySchedule } from '../src/train/update';
-import { defineExperiment, type TunedSettings } from './registry';
+import { defineExperiment, type PlannedRun, type TunedSettings } from './registry';
+import { type KfacTunables, tunedKfac, tunedLr, withKfacTunables } from './tuned';
 
 const Profile = z.strictObject({
   data: DataConfig,
@@ -50,8 +51,18 @@ function baselineRun(p: Profile, method: 'sgd' | 'sgd+bn', lr: number, rbz?: num
   };
 }
 
-function tunedLr(t: TunedSettings | undefined, bz: number, fallback: number): number {
-  return t?.best[String(bz)]?.lr ?? fallback;
+function kfacRun(p: Profile, tuned: TunedSettings | undefined, pt?: KfacTunables): PlannedRun {
+  const base = { kind: 'kfac' as const, ...p.kfac };
+  const t = pt ? { optimizer: withKfacTunables(base, pt, 'kfac'), tuning: undefined } : tunedKfac('kfac', tuned, p.batchSize, base);
+  return {
+    ...common(p),
+    label: `K-FAC bz${p.batchSize}`,
+    run: `kfac-bz${p.batchSize}`,
+    method: 'kfac',
+    model: { arch: 'cifarnet' as const, bn: false },
+    optimizer: t.optimizer,
+    tuning: t.tuning,
+  };
 }
 
 export const updates = defineExperiment({
@@ -79,21 +90,17 @@ export const updates = defineExperiment({
     },
   },
   data: (p) => p.data,
-  tunable: ['sgd+bn', 'sgd'],
+  tunable: ['sgd+bn', 'sgd', 'kfac'],
   runs(p, tuned) {
+    const s = tunedLr('sgd', tuned.sgd, p.batchSize, { lr: p.sgd.lr });
+    const b = tunedLr('sgd+bn', tuned['sgd+bn'], p.batchSize, { lr: p.sgd.bnLr, rbz: p.sgd.rbz });
     return [
-      baselineRun(p, 'sgd', tunedLr(tuned.sgd, p.batchSize, p.sgd.lr)),
-      baselineRun(p, 'sgd+bn', tunedLr(tuned['sgd+bn'], p.batchSize, p.sgd.bnLr), tuned['sgd+bn']?.best[String(p.batchSize)]?.rbz),
-      {
-        ...common(p),
-        label: `K-FAC bz${p.batchSize}`,
-        run: `kfac-bz${p.batchSize}`,
-        method: 'kfac',
-        model: { arch: 'cifarnet' as const, bn: false },
-        optimizer: { kind: 'kfac' as const, ...p.kfac },
-      },
+      { ...baselineRun(p, 'sgd', s.lr), tuning: s.tuning },
+      { ...baselineRun(p, 'sgd+bn', b.lr, b.rbz), tuning: b.tuning },
+      kfacRun(p, tuned.kfac),
     ];
   },
-  baseline: (p, pt) => baselineRun(p, (pt.method ?? 'sgd+bn') as 'sgd' | 'sgd+bn', pt.lr, pt.rbz),
+  gridRun: (p, pt) =>
+    pt.method === 'kfac' ? kfacRun({ ...p, batchSize: pt.batchSize }, undefined, pt) : baselineRun({ ...p, batchSize: pt.batchSize }, (pt.method ?? 'sgd+bn') as 'sgd' | 'sgd+bn', pt.lr!, pt.rbz),
   batchSizes: (p) => [p.batchSize],
 });

@@ -16,6 +16,7 @@ import { FIGURES, figureById } from './figures/index';
 import { buildIndex, type FigureResult } from './index-page';
 import { loadRuns } from './load';
 import { renderFigure } from './render';
+import { loadGrids } from './tuning';
 import type { FigureSpec, LoadedRun, RenderedFiles, Verdict } from './types';
 
 /** The repository root (the parent of reports/), so defaults do not depend on the working directory. */
@@ -80,6 +81,7 @@ export async function generateReports(opts: GenerateOptions = {}): Promise<Gener
   const written: string[] = [];
   for (const spec of figures) {
     const runs = await loadRuns(figureResultsDir(spec, resultsRoot), { warn: opts.warn });
+    const grids = await loadGrids(path.join(resultsRoot, 'grid', spec.id));
     const verdict = judge(spec, runs);
     let files = expectedFiles(spec, outDir);
     const missing = !Object.values(files).every((f) => existsSync(f));
@@ -88,7 +90,7 @@ export async function generateReports(opts: GenerateOptions = {}): Promise<Gener
       written.push(files.svg, files.png, files.vlSpecPath);
       log(`${spec.id}: ${runs.length} run(s), verdict '${verdict.status}' → ${path.relative(process.cwd(), files.svg)}`);
     }
-    results.push({ spec, runs, verdict, files });
+    results.push({ spec, runs, verdict, files, grids });
   }
   const indexPath = await buildIndex(results, outDir, opts.generatedAt);
   written.push(indexPath);

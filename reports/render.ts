@@ -1,6 +1,8 @@
 /**
  * Renders one figure: a Vega-Lite spec (one panel per PanelSpec, at most PANELS_PER_ROW side by side, one line per
- * run coloured by its label) compiled with vega-lite, drawn headless by vega into SVG, rasterised to PNG by sharp (librsvg).
+ * figure line coloured by its label: the mean over its seeds, with a Vega-Lite `errorband` for the 95 % t interval of
+ * the seeds at each logged step where two or more seeds logged it) compiled with vega-lite, drawn headless by vega into
+ * SVG, rasterised to PNG by sharp (librsvg). On a time axis the x of a point is the seeds' mean time at that step.
  *
  * As in the paper's figures, training metrics are dashed and test metrics solid.
  */
@@ -10,6 +12,8 @@ import sharp from 'sharp';
 import { View, parse as parseVega } from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import type { CsvColumn } from '../src/train/schema';
+import { linesOf } from './seeds';
+import { tInterval } from './stats';
 import type { FigureSpec, LoadedRun, PanelSpec, RenderedFiles } from './types';
 
 /** Panel size in CSS pixels. */
@@ -29,16 +33,48 @@ export function isTrainMetric(column: CsvColumn): boolean {
   return column.startsWith('train_');
 }
 
-/** The points one panel plots for one run: rows with both x and y measured (and y > 0 on a log axis), thinned. */
-export function panelPoints(run: LoadedRun, panel: PanelSpec): { x: number; y: number }[] {
-  const points: { x: number; y: number }[] = [];
-  for (const row of run.rows) {
-    const x = row[panel.x];
-    const y = row[panel.y];
-    if (x === undefined || y === undefined || !Number.isFinite(x) || !Number.isFinite(y)) continue;
-    if (panel.scaleY === 'log' && y <= 0) continue;
-    points.push({ x, y });
+/** One point of a line over seeds: the seeds' mean x and y at one logged step, the 95 % interval of y (n ≥ 2). */
+export interface BandPoint {
+  x: number;
+  y: number;
+  n: number;
+  lo?: number;
+  hi?: number;
+}
+
+/**
+ * A line's points over its seeds (runs): for each step logged with both x and y by at least one seed, the mean x,
+ * the mean y and, with two or more seeds, the 95 % t interval of y (reports/stats.ts; on a log axis the geometric
+ * mean and the interval of log y); lines longer than MAX_POINTS_PER_LINE are thinned
+ * evenly, keeping the last point.
+ */
+export function bandPoints(runs: LoadedRun[], panel: PanelSpec): BandPoint[] {
+  const bySteps = new Map<number, { xs: number[]; ys: number[] }>();
+  for (const run of runs) {
+    for (const row of run.rows) {
+      const x = row[panel.x];
+      const y = row[panel.y];
+      if (x === undefined || y === undefined || !Number.isFinite(x) || !Number.isFinite(y)) continue;
+      if (panel.scaleY === 'log' && y <= 0) continue;
+      const e = bySteps.get(row.step) ?? { xs: [], ys: [] };
+      e.xs.push(x);
+      e.ys.push(y);
+      bySteps.set(row.step, e);
+    }
   }
+  const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+  const points = [...bySteps.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([, e]): BandPoint => {
+      // on a log axis, the geometric mean and the interval of log y (positive, symmetric on the axis)
+      const i = tInterval(e.ys, panel.scaleY === 'log' ? 'log' : 'linear');
+      const p: BandPoint = { x: mean(e.xs), y: i.mean, n: e.ys.length };
+      if (e.ys.length >= 2) {
+        p.lo = i.lo;
+        p.hi = i.hi;
+      }
+      return p;
+    });
   if (points.length <= MAX_POINTS_PER_LINE) return points;
   const stride = Math.ceil(points.length / MAX_POINTS_PER_LINE);
   return points.filter((_, i) => i % stride === 0 || i === points.length - 1);
@@ -67,46 +103,82 @@ function messagePanel(title: string, message: string): Record<string, unknown> {
 
 function linePanel(panel: PanelSpec, runs: LoadedRun[], domain: string[]): Record<string, unknown> {
   const values: Record<string, string | number>[] = [];
-  for (const run of runs) {
-    for (const p of panelPoints(run, panel)) {
-      values.push({ label: run.sidecar.label, run: run.sidecar.run, [panel.x]: p.x, [panel.y]: p.y });
+  for (const line of linesOf(runs)) {
+    for (const p of bandPoints(line.runs, panel)) {
+      values.push({
+        label: line.label,
+        line: line.line,
+        [panel.x]: p.x,
+        [panel.y]: p.y,
+        seeds: p.n,
+        ...(p.lo !== undefined && p.hi !== undefined ? { lo: p.lo, hi: p.hi } : {}),
+      });
     }
   }
   if (values.length === 0) return messagePanel(panel.title, `no ${panel.y} measured yet`);
   const dashed = isTrainMetric(panel.y);
+  const x = {
+    field: panel.x,
+    type: 'quantitative',
+    title: panel.xTitle,
+    // SI-prefixed counts (500k, 1M, 1.5M), with a plain 0 at the origin.
+    axis: panel.x === 'examples' || panel.x === 'step' ? { labelExpr: "datum.value == 0 ? '0' : format(datum.value, '~s')" } : {},
+  };
+  const color = { field: 'label', type: 'nominal', title: 'Run (mean over seeds)', scale: { domain } };
+  const band = values.some((v) => v.lo !== undefined)
+    ? [
+        {
+          transform: [{ filter: 'isValid(datum.lo) && isValid(datum.hi)' }],
+          mark: { type: 'errorband', opacity: 0.18, clip: true },
+          encoding: {
+            x,
+            y: { field: 'lo', type: 'quantitative', title: panel.yTitle, scale: yScale(panel) },
+            y2: { field: 'hi' },
+            color,
+            detail: { field: 'line', type: 'nominal' },
+          },
+        },
+      ]
+    : [];
   return {
     title: panel.title,
     width: PANEL_WIDTH,
     height: PANEL_HEIGHT,
     data: { values },
-    mark: { type: 'line', strokeWidth: 1.8, clip: true, ...(dashed ? { strokeDash: TRAIN_DASH } : {}) },
-    encoding: {
-      x: {
-        field: panel.x,
-        type: 'quantitative',
-        title: panel.xTitle,
-        // SI-prefixed counts (500k, 1M, 1.5M), with a plain 0 at the origin.
-        axis:
-          panel.x === 'examples' || panel.x === 'step'
-            ? { labelExpr: "datum.value == 0 ? '0' : format(datum.value, '~s')" }
-            : {},
+    layer: [
+      ...band,
+      {
+        mark: { type: 'line', strokeWidth: 1.8, clip: true, ...(dashed ? { strokeDash: TRAIN_DASH } : {}) },
+        encoding: lineEncoding(panel, x, color),
       },
-      y: {
-        field: panel.y,
-        type: 'quantitative',
-        title: panel.yTitle,
-        scale: { type: panel.scaleY ?? 'linear', zero: false, nice: true },
-      },
-      color: { field: 'label', type: 'nominal', title: 'Run', scale: { domain } },
-      // Two runs with the same label (e.g. repeats) are still separate lines.
-      detail: { field: 'run', type: 'nominal' },
-      order: { field: panel.x, type: 'quantitative' },
-      tooltip: [
-        { field: 'label', type: 'nominal', title: 'Run' },
-        { field: panel.x, type: 'quantitative', title: panel.xTitle, format: ',' },
-        { field: panel.y, type: 'quantitative', title: panel.yTitle, format: '.4f' },
-      ],
+    ],
+  };
+}
+
+/** The y scale of a panel (a log scale has no zero to leave out). */
+function yScale(panel: PanelSpec): Record<string, unknown> {
+  return panel.scaleY === 'log' ? { type: 'log', nice: true } : { type: 'linear', zero: false, nice: true };
+}
+
+function lineEncoding(panel: PanelSpec, x: Record<string, unknown>, color: Record<string, unknown>): Record<string, unknown> {
+  return {
+    x,
+    y: {
+      field: panel.y,
+      type: 'quantitative',
+      title: panel.yTitle,
+      scale: yScale(panel),
     },
+    color,
+    // Two lines with the same label are still separate lines.
+    detail: { field: 'line', type: 'nominal' },
+    order: { field: panel.x, type: 'quantitative' },
+    tooltip: [
+      { field: 'label', type: 'nominal', title: 'Run' },
+      { field: panel.x, type: 'quantitative', title: panel.xTitle, format: ',' },
+      { field: panel.y, type: 'quantitative', title: `${panel.yTitle} (mean)`, format: '.4f' },
+      { field: 'seeds', type: 'quantitative', title: 'seeds' },
+    ],
   };
 }
 
@@ -117,7 +189,7 @@ export function buildVegaLiteSpec(spec: FigureSpec, runs: LoadedRun[]): TopLevel
   const subtitle =
     plotted.length === 0
       ? `No runs with data in ${spec.resultsDir}`
-      : `Dashed: training metrics; solid: test metrics. Data: ${spec.resultsDir} (${plotted.length} run${plotted.length === 1 ? '' : 's'})`;
+      : `Dashed: training metrics; solid: test metrics. Each line: the mean over its seeds; band: their 95 % t interval. Data: ${spec.resultsDir} (${linesOf(plotted).length} line${linesOf(plotted).length === 1 ? '' : 's'}, ${plotted.length} run${plotted.length === 1 ? '' : 's'})`;
   const panels =
     plotted.length === 0
       ? [messagePanel('No data', `No runs found in ${spec.resultsDir} yet`)]
@@ -134,7 +206,7 @@ export function buildVegaLiteSpec(spec: FigureSpec, runs: LoadedRun[]): TopLevel
     config: {
       font: FONT,
       axis: { titleFontSize: 13, labelFontSize: 11, titleFontWeight: 'normal', grid: true, gridColor: '#e6e6e6' },
-      legend: { titleFontSize: 12, labelFontSize: 12, labelLimit: 320, symbolType: 'stroke', symbolStrokeWidth: 2.5 },
+      legend: { titleFontSize: 12, labelFontSize: 12, labelLimit: 320, titleLimit: 320, symbolType: 'stroke', symbolStrokeWidth: 2.5, symbolOpacity: 1 },
       header: { titleFontSize: 13 },
       title: { subtitleColor: '#555' },
       view: { stroke: '#bbb' },

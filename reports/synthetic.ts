@@ -24,6 +24,10 @@ export interface SyntheticRunOptions {
   /** test metrics every this many steps (default 5 × logEvery) */
   evalEvery?: number;
   status?: RunSidecar['status'];
+  /** the seed this run is of its line (sidecar seed and config.seed; absent: an old single-seed sidecar) */
+  seed?: number;
+  /** the line (sidecar group) this run is one seed of */
+  group?: string;
 }
 
 /** The rows a synthetic run writes (also used by tests to compute expectations independently). */
@@ -72,8 +76,10 @@ export function syntheticSidecar(experiment: string, o: SyntheticRunOptions, row
     label: o.label,
     method: o.method,
     batchSize: o.batchSize,
+    ...(o.group !== undefined ? { group: o.group } : {}),
+    ...(o.seed !== undefined ? { seed: o.seed } : {}),
     profile: 'synthetic-test',
-    config: { synthetic: true },
+    config: { synthetic: true, ...(o.seed !== undefined ? { seed: o.seed } : {}) },
     git: { commit: '0000000000000000000000000000000000000000', dirty: true },
     backend: { name: 'synthetic', version: '0', detail: 'test data written by reports/synthetic.ts' },
     data: { dataset: 'synthetic', origin: 'synthetic', path: '-', trainCount: 0, testCount: 0 },

@@ -5,6 +5,7 @@
  * Everything a report shows comes either from these specs (the paper's own words) or from results/ (the runs).
  */
 import type { CsvColumn, CsvRow, RunSidecar } from '../src/train/schema';
+import type { Interval } from './stats';
 
 /** The x quantities a panel can be plotted against: all are CSV columns that every row carries or may carry. */
 export type PanelX = 'step' | 'examples' | 'wall_seconds' | 'sim_seconds';
@@ -28,13 +29,29 @@ export interface LoadedRun {
   csvPath: string;
 }
 
-export type VerdictStatus = 'reproduced' | 'partly' | 'not reproduced' | 'no data';
+/**
+ * 'reproduced': every value the 95 % intervals over seeds allow clears this suite's bars; 'not reproduced': none
+ * does; 'partly': every allowed value meets part of the claim and misses another part; 'inconclusive': the intervals
+ * allow more than one of these (one seed always does).
+ */
+export type VerdictStatus = 'reproduced' | 'partly' | 'not reproduced' | 'inconclusive' | 'no data';
 
-/** The outcome of comparing the runs with the paper's claim. `numbers` are the quantities the text quotes. */
+/**
+ * The outcome of comparing the runs with the paper's claim. `numbers` are the quantities the text quotes (over seeds:
+ * their means), `intervals` their 95 % intervals over seeds (reports/stats.ts), `summary` the interval(s) the status
+ * rests on, for the claims table.
+ */
 export interface Verdict {
   status: VerdictStatus;
   text: string;
   numbers: Record<string, number>;
+  intervals?: Record<string, Interval>;
+  summary?: string;
+  /** the seeds measured, and each seed's own measurement (its status by the single-seed reading of the bars) */
+  seeds?: number[];
+  perSeed?: { seed: number; status: VerdictStatus; text: string }[];
+  /** number keys whose value is only a bound from above in this (single-seed) measurement */
+  censored?: string[];
 }
 
 /** One paper figure: its description and claim (typed from paper-spec.md), where its runs live, what to plot. */
@@ -51,6 +68,8 @@ export interface FigureSpec {
   panels: PanelSpec[];
   /** computes the verdict from the runs alone; figures without one are reported as 'no data' for the claim */
   verdict?: (runs: LoadedRun[]) => Verdict;
+  /** false for figures that tune nothing (they compare K-FAC variants at one setting); default true */
+  tuned?: boolean;
 }
 
 /** Paths of the files written for one figure. */

@@ -62,7 +62,7 @@ describe('experiment CLI', () => {
 
   it('--resume skips a finished run and says so', () => {
     const results = mkdtempSync(join(tmpdir(), 'dkfac-cli-resume-'));
-    const args = ['run', 'fig6', '--only', 'sgd-bn-bz32', '--set', 'examples=64', '--set', 'evals=1', '--set', 'evalExamples=64', '--no-report', '--resume', '--results', results];
+    const args = ['run', 'fig6', '--only', 'sgd-bn-bz32', '--seeds', '1', '--set', 'examples=64', '--set', 'evals=1', '--set', 'evalExamples=64', '--no-report', '--resume', '--results', results];
     const run = () =>
       spawnSync(process.execPath, ['--import', 'tsx', join(root, 'experiments', 'cli.ts'), ...args], {
         cwd: root,
@@ -74,10 +74,10 @@ describe('experiment CLI', () => {
     expect(first.stderr).toBe('');
     expect(first.status).toBe(0);
     expect(first.stdout).toMatch(/finished, 2 steps/);
-    const csv = readFileSync(join(results, 'fig6', 'sgd-bn-bz32.csv'), 'utf8');
+    const csv = readFileSync(join(results, 'fig6', 'sgd-bn-bz32-s1.csv'), 'utf8');
     const second = run();
     expect(second.status).toBe(0);
     expect(second.stdout).toMatch(/finished earlier, skipped \(--resume\)/);
-    expect(readFileSync(join(results, 'fig6', 'sgd-bn-bz32.csv'), 'utf8')).toBe(csv);
+    expect(readFileSync(join(results, 'fig6', 'sgd-bn-bz32-s1.csv'), 'utf8')).toBe(csv);
   }, 600_000);
 });

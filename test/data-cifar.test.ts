@@ -77,7 +77,7 @@ describe('CIFAR-10 binary reader', () => {
     expect(encodeCifarBatch(parsed.pixels, parsed.labels)).toEqual(recs);
   });
 
-  it('loads a directory: six files in order, per-channel train mean, checksums', async () => {
+  it('loads a directory: six files in order, per-channel train mean and std, checksums', async () => {
     const dir = join(tmp, 'ok');
     await writeCifarDir(dir);
     const ds = await loadCifar10({ ...isolated, dataDir: dir });
@@ -89,12 +89,20 @@ describe('CIFAR-10 binary reader', () => {
       for (let r = 0; r < 10; r++) for (let y = 0; y < 32; y++) for (let x = 0; x < 32; x++) s += pattern(r, y, x, c);
       return s / (10 * 1024) / 255;
     });
+    // population standard deviation of pixel/255 per channel over the training records, computed here directly
+    const std = [0, 1, 2].map((c) => {
+      let s = 0;
+      for (let r = 0; r < 10; r++) for (let y = 0; y < 32; y++) for (let x = 0; x < 32; x++) s += (pattern(r, y, x, c) / 255 - mean[c]) ** 2;
+      return Math.sqrt(s / (10 * 1024));
+    });
     ds.mean!.forEach((m, c) => expect(m).toBeCloseTo(mean[c], 10));
+    ds.std!.forEach((v, c) => expect(v).toBeCloseTo(std[c], 10));
+    expect(ds.source.std).toEqual(ds.std);
     // Record 7 is the second record of data_batch_4.bin; check a non-symmetric position in every channel.
     for (const [y, x] of [[0, 1], [1, 0], [5, 30], [31, 2]]) {
       for (let c = 0; c < 3; c++) {
-        expect(ds.train.images[((7 * 32 + y) * 32 + x) * 3 + c]).toBeCloseTo(pattern(7, y, x, c) / 255 - mean[c], 6);
-        expect(ds.test.images[((1 * 32 + y) * 32 + x) * 3 + c]).toBeCloseTo(pattern(101, y, x, c) / 255 - mean[c], 6);
+        expect(ds.train.images[((7 * 32 + y) * 32 + x) * 3 + c]).toBeCloseTo((pattern(7, y, x, c) / 255 - mean[c]) / std[c], 5);
+        expect(ds.test.images[((1 * 32 + y) * 32 + x) * 3 + c]).toBeCloseTo((pattern(101, y, x, c) / 255 - mean[c]) / std[c], 5);
       }
     }
     expect(Object.keys(ds.source.checksums!).sort()).toEqual([1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`).concat('test_batch.bin').sort());

@@ -161,14 +161,14 @@ describe('decoding on the worker pool', () => {
     expect(a.box).toEqual(centerCropPlan(a.width, a.height, 36, 32).box);
   });
 
-  it('normalises with the mean: a grey PNG decodes to RGB 200/255 - mean', async () => {
-    const params = cropParams({ mode: 'center', imageSize: 16, resizeTo: 16, mean: [0.5, 0.25, 0] });
+  it('normalises with the mean and std: a grey PNG decodes to RGB (200/255 - mean) / std', async () => {
+    const params = cropParams({ mode: 'center', imageSize: 16, resizeTo: 16, mean: [0.5, 0.25, 0], std: [1, 0.5, 1] });
     const file = join(tmp, 'grey-opaque.png');
     await sharp(Buffer.alloc(40 * 30, 200), { raw: { width: 40, height: 30, channels: 1 } }).png().toFile(file);
     const r = await pool.decode(file, 'x', params);
     for (let i = 0; i < r.pixels.length; i += 3) {
       expect(r.pixels[i]).toBeCloseTo(200 / 255 - 0.5, 5);
-      expect(r.pixels[i + 1]).toBeCloseTo(200 / 255 - 0.25, 5);
+      expect(r.pixels[i + 1]).toBeCloseTo((200 / 255 - 0.25) / 0.5, 5);
       expect(r.pixels[i + 2]).toBeCloseTo(200 / 255, 5);
     }
     // With an alpha channel, the alpha is dropped (resizing premultiplies, so values may move by a level or two).

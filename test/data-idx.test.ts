@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downloadVerified } from '../data-pipeline/download';
+import { openTrainData } from '../experiments/data';
 import {
   encodeIdxImages,
   encodeIdxLabels,
@@ -98,18 +99,29 @@ describe('IDX reader', () => {
     expect(Array.from((await readIdxImages(rawWithGz)).pixels)).toEqual(Array.from(px));
   });
 
-  it('loads a dataset normalised by the train-split mean, with checksums and origin', async () => {
+  it("loads a dataset normalised by the training images' mean and standard deviation, with checksums and origin", async () => {
     const dir = join(tmp, 'load');
     const data = await writeIdxSet(dir, { train: 6, test: 4, rows: 3, cols: 5 });
     const ds = await loadIdxDataset('fashion-mnist', isolated({ dataDir: dir }));
-    const mean = data.trainPixels.reduce((a, b) => a + b, 0) / data.trainPixels.length / 255;
+    // mean and (population) standard deviation of pixel/255 over every training pixel, computed here directly
+    const v = Array.from(data.trainPixels, (p) => p / 255);
+    const mean = v.reduce((a, b) => a + b, 0) / v.length;
+    const std = Math.sqrt(v.reduce((a, x) => a + (x - mean) ** 2, 0) / v.length);
     expect(ds.mean?.[0]).toBeCloseTo(mean, 12);
+    expect(ds.std?.[0]).toBeCloseTo(std, 12);
     expect(ds.source.mean).toEqual(ds.mean);
+    expect(ds.source.std).toEqual(ds.std);
     expect([ds.height, ds.width, ds.channels, ds.numClasses]).toEqual([3, 5, 1, 10]);
     expect(ds.train.count).toBe(6);
     expect(ds.test.count).toBe(4);
-    for (let i = 0; i < data.trainPixels.length; i++) expect(ds.train.images[i]).toBeCloseTo(data.trainPixels[i] / 255 - mean, 6);
-    for (let i = 0; i < data.testPixels.length; i++) expect(ds.test.images[i]).toBeCloseTo(data.testPixels[i] / 255 - mean, 6);
+    for (let i = 0; i < data.trainPixels.length; i++) expect(ds.train.images[i]).toBeCloseTo((data.trainPixels[i] / 255 - mean) / std, 5);
+    // the test split is normalised with the training statistics
+    for (let i = 0; i < data.testPixels.length; i++) expect(ds.test.images[i]).toBeCloseTo((data.testPixels[i] / 255 - mean) / std, 5);
+    // the training images come out at mean 0 and standard deviation 1
+    const t = Array.from(ds.train.images);
+    const tm = t.reduce((a, b) => a + b, 0) / t.length;
+    expect(tm).toBeCloseTo(0, 5);
+    expect(Math.sqrt(t.reduce((a, x) => a + (x - tm) ** 2, 0) / t.length)).toBeCloseTo(1, 5);
     expect(Array.from(ds.test.labels)).toEqual(Array.from(data.testLabels));
     expect(ds.source.origin).toBe('flag');
     expect(ds.source.path).toBe(dir);
@@ -245,6 +257,41 @@ describe('lookup order', () => {
   });
 });
 
+describe('the normalisation an experiment gets', () => {
+  it("is the mean and std of the training images it uses (the profile's subset, not the test split), in the sidecar's data source", async () => {
+    const data = await openTrainData({ name: 'fashion-mnist', download: false, trainSubset: 3000, dataDir: join(import.meta.dirname, '..', 'data-pipeline', 'embedded', 'fashion-mnist') });
+    try {
+      // the raw bytes of the first 3,000 training images, read here without the loader's normalisation
+      const raw = await readIdxImages(join(import.meta.dirname, '..', 'data-pipeline', 'embedded', 'fashion-mnist', 'train-images-idx3-ubyte.gz'));
+      const px = raw.pixels.subarray(0, 3000 * 784);
+      let sum = 0;
+      for (const p of px) sum += p / 255;
+      const mean = sum / px.length;
+      let sq = 0;
+      for (const p of px) sq += (p / 255 - mean) ** 2;
+      const std = Math.sqrt(sq / px.length);
+      expect(data.epochSize).toBe(3000);
+      expect(data.source.subset).toBe('first 3000 of 12000 training examples');
+      expect(data.source.mean![0]).toBeCloseTo(mean, 12);
+      expect(data.source.std![0]).toBeCloseTo(std, 10);
+      // Fashion-MNIST's spread: std ≈ 0.35 of pixel/255, which the inputs are now divided by
+      expect(std).toBeGreaterThan(0.3);
+      expect(std).toBeLessThan(0.4);
+      // every input the trainer is handed is (byte/255 − mean) / std for a whole byte: mapped back with the statistics
+      // computed here, each lands on an integer
+      const batch = await data.train(1).next(64);
+      let worst = 0;
+      for (const x of batch.images) {
+        const byte = (x * std + mean) * 255;
+        worst = Math.max(worst, Math.abs(byte - Math.round(byte)));
+      }
+      expect(worst).toBeLessThan(1e-3);
+    } finally {
+      await data.close();
+    }
+  });
+});
+
 describe('embedded subset', () => {
   it('loads 12,000 / 2,000 real examples, balanced over the 10 classes', async () => {
     const ds = await loadIdxDataset('fashion-mnist', isolated());
@@ -274,9 +321,9 @@ describe('embedded subset', () => {
         for (const k of probe) {
           const a = fullSplit.images.subarray(picked[k] * 784, picked[k] * 784 + 784);
           const b = embSplit.images.subarray(k * 784, k * 784 + 784);
-          // Same bytes; the two copies subtract different means.
-          const shift = (full.mean![0] - emb.mean![0]);
-          for (let j = 0; j < 784; j += 37) expect(b[j]).toBeCloseTo(a[j] + shift, 5);
+          // Same bytes; the two copies are normalised by their own training statistics: back to pixel/255 they agree
+          const px = (x: number, d: typeof full) => x * d.std![0] + d.mean![0];
+          for (let j = 0; j < 784; j += 37) expect(px(b[j], emb)).toBeCloseTo(px(a[j], full), 5);
         }
       };
       check(full.train, emb.train, 1200, [0, 5000, 11999]);

@@ -40,14 +40,14 @@ describe('exp:all', () => {
   });
 
   it('runs the selected figure through its experiment, records its time and writes the report', () => {
-    const r = all(['--only', 'fig2', '--set', 'examples=128', '--set', 'evals=1', '--set', 'evalExamples=100']);
+    const r = all(['--only', 'fig2', '--seeds', '1', '--set', 'examples=128', '--set', 'evals=1', '--set', 'evalExamples=100']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const log = JSON.parse(readFileSync(join(r.results, 'exp-all-quick.json'), 'utf8'));
     expect(log.experiments.map((x: { name: string }) => x.name)).toEqual(['fig2']);
     expect(log.experiments[0].exitCode).toBe(0);
     for (const run of ['kfac-async-gpu1', 'kfac-sync-gpu4']) {
-      const csv = readFileSync(join(r.results, 'fig2', `${run}.csv`), 'utf8').trim().split('\n');
+      const csv = readFileSync(join(r.results, 'fig2', `${run}-s1.csv`), 'utf8').trim().split('\n');
       expect(csv.length).toBe(2); // header + the one update
     }
     expect(existsSync(join(r.results, 'report', 'fig2.png'))).toBe(true);

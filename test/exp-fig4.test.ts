@@ -22,7 +22,7 @@ beforeAll(async () => {
 describe('fig4 experiment', () => {
   it('builds fc6 of the quick AlexNet as a DoublyFactoredBlock with the sizes the report states', () => {
     const p = resolveProfile(fig4, 'quick') as Parameters<typeof fig4.runs>[0];
-    const runs = fig4.runs(p, {}).map((r) => parseConfig(RunConfig, r, r.run));
+    const runs = fig4.runs(p, {}).map(({ tuning: _t, ...r }) => parseConfig(RunConfig, r, r.run));
     expect(runs.map((r) => r.label)).toEqual(['SGD bz256', 'SGD+BN bz256 rbz32', 'dist.K-FAC bz256']);
     const kfac = runs.find((r) => r.method === 'kfac')!;
     if (kfac.optimizer.kind !== 'kfac' || kfac.model.arch !== 'alexnet') throw new Error('unexpected K-FAC run');
@@ -67,7 +67,8 @@ describe('fig4 experiment', () => {
   it('gives K-FAC the paper-profile settings and one gradient worker fewer than SGD', () => {
     const p = resolveProfile(fig4, 'paper') as Parameters<typeof fig4.runs>[0];
     const runs = fig4.runs(p, {});
-    const kfac = parseConfig(RunConfig, runs.find((r) => r.method === 'kfac')!, 'kfac');
+    const { tuning: _t, ...k } = runs.find((r) => r.method === 'kfac')!;
+    const kfac = parseConfig(RunConfig, k, 'kfac');
     expect(kfac.batchSize).toBe(2048);
     if (kfac.optimizer.kind !== 'kfac') throw new Error('unexpected');
     expect(kfac.optimizer.damping).toBe(1e-3);

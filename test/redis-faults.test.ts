@@ -98,7 +98,7 @@ describe.skipIf(!enabled)('the experiment command with --redis', () => {
   it('Redis unreachable at start: a clear error before any work, the password never printed', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'dkfac-unreach-'));
     const port = await freePort();
-    const p = runProcess(['experiments/cli.ts', 'run', 'fig2', '--only', 'kfac-sync-gpu1', '--results', dir, '--no-report', '--redis', `redis://dk:topsecret@127.0.0.1:${port}`]);
+    const p = runProcess(['experiments/cli.ts', 'run', 'fig2', '--only', 'kfac-sync-gpu1', '--seeds', '1', '--results', dir, '--no-report', '--redis', `redis://dk:topsecret@127.0.0.1:${port}`]);
     const code = await p.done;
     expect(code).toBe(1);
     const out = p.out.text();
@@ -110,8 +110,8 @@ describe.skipIf(!enabled)('the experiment command with --redis', () => {
 
   it('the parameter server killed with kill -9: --resume continues with the workers still connected, equal to the in-line run', async () => {
     const sets = ['batchSize=32', 'examples=256', 'gpus=[2]', 'schedules=["sync"]', 'syncEvery=4', 'evals=4', 'logEvery=1', 'evalExamples=100', 'data.trainSubset=1000', 'kfac.statsBatch=8'].flatMap((s) => ['--set', s]);
-    const run = 'kfac-sync-gpu2';
-    const args = (dir: string) => ['experiments/cli.ts', 'run', 'fig2', '--results', dir, '--no-report', '--backend', 'wasm', ...sets];
+    const run = 'kfac-sync-gpu2-s1';
+    const args = (dir: string) => ['experiments/cli.ts', 'run', 'fig2', '--seeds', '1', '--results', dir, '--no-report', '--backend', 'wasm', ...sets];
     const inDir = mkdtempSync(join(tmpdir(), 'dkfac-ps-inline-'));
     const rDir = mkdtempSync(join(tmpdir(), 'dkfac-ps-redis-'));
     const inline = runProcess(args(inDir));
@@ -126,12 +126,12 @@ describe.skipIf(!enabled)('the experiment command with --redis', () => {
     expect(existsSync(checkpointPath(join(rDir, 'fig2'), run))).toBe(true);
     first.proc.kill('SIGKILL');
     await first.done;
-    const firstRun = /redis: run (fig2\.kfac-sync-gpu2\.\S+) on/.exec(first.out.text())?.[1];
+    const firstRun = /redis: run (fig2\.kfac-sync-gpu2-s1\.\S+) on/.exec(first.out.text())?.[1];
     expect(firstRun).toBeDefined();
     const second = runProcess([...args(rDir), '--redis', c.redis.url, '--resume']);
     expect(await second.done, second.out.text()).toBe(0);
     expect(second.out.text()).toMatch(/resuming from step [46] /);
-    const secondRun = /redis: run (fig2\.kfac-sync-gpu2\.\S+) on/.exec(second.out.text())?.[1];
+    const secondRun = /redis: run (fig2\.kfac-sync-gpu2-s1\.\S+) on/.exec(second.out.text())?.[1];
     expect(secondRun).toBeDefined();
     expect(secondRun).not.toBe(firstRun);
     // the same worker processes served both parameter servers

@@ -6,8 +6,9 @@
  *   SGD+BN  loss 3 − 0.05·s  → last three rows (s = 36, 38, 40): 1.2, 1.1, 1.0 → target 1.1; its own smoothed loss
  *           3 − 0.05·(s − 2) reaches 1.1 first at s = 40.
  */
+import { asSeeds } from './reports-helpers';
 import { describe, expect, it } from 'vitest';
-import { SPEEDUP_MIN, fig4Verdict } from '../reports/figures/fig4';
+import { SPEEDUP_MIN, fig4Seed, fig4Verdict } from '../reports/figures/fig4';
 import { syntheticRows, syntheticSidecar, type SyntheticRunOptions } from '../reports/synthetic';
 import type { LoadedRun } from '../reports/types';
 
@@ -33,7 +34,7 @@ describe('fig4 verdict', () => {
       r.sidecar.config = { model: { arch: 'alexnet', width: 0.25, fcUnits: 256, stem: 'small' }, optimizer: { doublyFactored: { names: ['fc6'] } } };
       r.sidecar.data = { ...r.sidecar.data, dataset: 'fashion-mnist' };
     });
-    const v = fig4Verdict([sgd(), bn(), k]);
+    const v = fig4Seed([sgd(), bn(), k]);
     expect(v.status).toBe('reproduced');
     expect(v.numbers.target).toBeCloseTo(1.1, 12);
     expect(v.numbers.kfacUpdates).toBe(22);
@@ -73,13 +74,13 @@ describe('fig4 verdict', () => {
     });
     const b = bn();
     distributed(b);
-    const v = fig4Verdict([b, k]);
+    const v = fig4Seed([b, k]);
     expect(v.numbers.simulatedClock).toBe(1);
     expect(v.numbers.kfacSeconds).toBeCloseTo(22 * 0.04, 9);
     expect(v.numbers.timeSpeedup).toBeCloseTo((40 * 0.16) / (22 * 0.04), 9);
     expect(v.text).toContain('simulated cluster seconds');
     // one of them single-process: real seconds again
-    expect(fig4Verdict([bn(), k]).numbers.simulatedClock).toBe(0);
+    expect(fig4Seed([bn(), k]).numbers.simulatedClock).toBe(0);
     expect(v.text).toContain('names no doubly-factored layer');
   });
 
@@ -88,7 +89,7 @@ describe('fig4 verdict', () => {
     const k = kfac(0.1, (r) => {
       for (const row of r.rows) row.wall_seconds = row.step * 0.48;
     });
-    const v = fig4Verdict([bn(), k]);
+    const v = fig4Seed([bn(), k]);
     expect(v.numbers.timeSpeedup).toBeCloseTo(6.4 / 10.56, 9);
     expect(v.numbers.updatesSpeedup).toBeGreaterThanOrEqual(SPEEDUP_MIN);
     expect(v.status).toBe('partly');
@@ -96,26 +97,41 @@ describe('fig4 verdict', () => {
 
   it("is 'partly' when K-FAC is faster by less than the bar", () => {
     // K-FAC 3 − 0.06·s: smoothed 3 − 0.06·(s − 2) ≤ 1.1 first at s = 34 (1.08; at 32 it is 1.2): 40/34 = 1.18×
-    const v = fig4Verdict([bn(), kfac(0.06)]);
+    const v = fig4Seed([bn(), kfac(0.06)]);
     expect(v.numbers.kfacUpdates).toBe(34);
     expect(v.numbers.timeSpeedup).toBeCloseTo(40 / 34, 9);
     expect(v.status).toBe('partly');
   });
 
   it("is 'not reproduced' when K-FAC is no faster, or never reaches the target", () => {
-    const same = fig4Verdict([bn(), kfac(0.05)]);
+    const same = fig4Seed([bn(), kfac(0.05)]);
     expect(same.numbers.kfacUpdates).toBe(40);
     expect(same.numbers.timeSpeedup).toBeCloseTo(1, 9);
     expect(same.status).toBe('not reproduced');
-    const slow = fig4Verdict([bn(), kfac(0.02)]);
+    const slow = fig4Seed([bn(), kfac(0.02)]);
     expect(slow.status).toBe('not reproduced');
     expect(slow.numbers.kfacUpdates).toBeUndefined();
     expect(slow.text).toContain('dist.K-FAC did not reach it in 40 updates');
   });
 
   it("is 'no data' without a K-FAC or an SGD+BN run", () => {
-    expect(fig4Verdict([]).status).toBe('no data');
-    expect(fig4Verdict([sgd(), kfac(0.1)]).status).toBe('no data');
-    expect(fig4Verdict([bn()]).status).toBe('no data');
+    expect(fig4Seed([]).status).toBe('no data');
+    expect(fig4Seed([sgd(), kfac(0.1)]).status).toBe('no data');
+    expect(fig4Seed([bn()]).status).toBe('no data');
+  });
+});
+
+describe('fig4 verdict over seeds', () => {
+  it('gives the seed\'s own status when three seeds measure the same (zero-width intervals), stating the intervals', () => {
+    const runs = [sgd(), bn(), kfac(0.1)];
+    const one = fig4Seed(runs);
+    const v = fig4Verdict(asSeeds(runs));
+    expect(v.status).toBe(one.status);
+    expect(v.status).toBe(one.status);
+    expect(v.seeds).toEqual([1, 2, 3]);
+    for (const [k, x] of Object.entries(one.numbers)) if (Number.isFinite(x)) expect(v.numbers[k]).toBeCloseTo(x, 9);
+    expect(v.summary).toMatch(/K-FAC speed-up over SGD\+BN .*3 seeds/);
+    // one seed alone decides nothing
+    expect(fig4Verdict(asSeeds(runs, [1])).status).toBe('inconclusive');
   });
 });

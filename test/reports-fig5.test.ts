@@ -3,8 +3,9 @@
  * out by hand in the comments: the 3-row smoothing, the early target at 25 % of SGD+BN's updates, and the final
  * window mean of the piecewise-linear curve over the last 10 % of the common updates.
  */
+import { asSeeds } from './reports-helpers';
 import { describe, expect, it } from 'vitest';
-import { CONVERGE_TOL, EARLY_FRACTION, EARLY_MIN, fig5Verdict } from '../reports/figures/fig5';
+import { CONVERGE_TOL, EARLY_FRACTION, EARLY_MIN, fig5Seed, fig5Verdict } from '../reports/figures/fig5';
 import type { LoadedRun } from '../reports/types';
 
 function run(method: string, label: string, losses: number[], o: { dist?: boolean; simPerStep?: number; testError?: number } = {}): LoadedRun {
@@ -39,7 +40,7 @@ const KFAC = [2.2, 1.9, 1.6, 1.45, 1.35, 1.3, 1.25, 1.2, 1.17, 1.14, 1.11, 1.08,
 describe('fig5 verdict', () => {
   it("is 'reproduced' with a large early speed-up and final losses within 10 %", () => {
     expect(EARLY_FRACTION).toBe(0.25);
-    const v = fig5Verdict([
+    const v = fig5Seed([
       run('sgd+bn', 'SGD+BN bz128 rbz16', SGD, { dist: true, testError: 0.2 }),
       run('kfac+bn', 'dist.K-FAC bz128', KFAC, { dist: true, simPerStep: 1.25, testError: 0.19 }),
     ]);
@@ -64,7 +65,7 @@ describe('fig5 verdict', () => {
 
   it("is 'partly' when K-FAC is still far ahead at the end (the curves have not met)", () => {
     const ahead = [...KFAC.slice(0, 17), 0.7, 0.7, 0.7];
-    const v = fig5Verdict([run('sgd+bn', 'SGD+BN', SGD), run('kfac', 'dist.K-FAC', ahead, { dist: true })]);
+    const v = fig5Seed([run('sgd+bn', 'SGD+BN', SGD), run('kfac', 'dist.K-FAC', ahead, { dist: true })]);
     // not comparable on the simulated clock (SGD single-process): judged in updates
     expect(v.text).toContain('Clock: updates');
     expect(v.numbers.early_speedup).toBeCloseTo(2.5, 12);
@@ -76,7 +77,7 @@ describe('fig5 verdict', () => {
   });
 
   it("is 'partly' when the curves meet without an early speed-up", () => {
-    const v = fig5Verdict([run('sgd+bn', 'SGD+BN', SGD), run('kfac', 'dist.K-FAC', SGD)]);
+    const v = fig5Seed([run('sgd+bn', 'SGD+BN', SGD), run('kfac', 'dist.K-FAC', SGD)]);
     expect(v.numbers.early_speedup).toBeCloseTo(1, 12);
     expect(v.numbers.final_gap).toBeCloseTo(0, 12);
     expect(v.status).toBe('partly');
@@ -84,7 +85,7 @@ describe('fig5 verdict', () => {
 
   it("is 'not reproduced' when K-FAC is slower early and still behind at the end", () => {
     // SGD + 0.45: smoothed 2.15 at update 80, 2.05 at 90: first ≤ 2.1 at update 90 → 50/90; final gap 0.45/1.0
-    const v = fig5Verdict([run('sgd+bn', 'SGD+BN', SGD), run('kfac', 'dist.K-FAC', SGD.map((l) => l + 0.45))]);
+    const v = fig5Seed([run('sgd+bn', 'SGD+BN', SGD), run('kfac', 'dist.K-FAC', SGD.map((l) => l + 0.45))]);
     expect(v.numbers.kfac_early_updates).toBe(90);
     expect(v.numbers.early_speedup).toBeCloseTo(50 / 90, 12);
     expect(v.numbers.final_gap).toBeCloseTo(0.45, 12);
@@ -92,7 +93,25 @@ describe('fig5 verdict', () => {
   });
 
   it("is 'no data' without both runs", () => {
-    expect(fig5Verdict([run('sgd+bn', 'SGD+BN', SGD)]).status).toBe('no data');
-    expect(fig5Verdict([run('kfac', 'dist.K-FAC', KFAC)]).status).toBe('no data');
+    expect(fig5Seed([run('sgd+bn', 'SGD+BN', SGD)]).status).toBe('no data');
+    expect(fig5Seed([run('kfac', 'dist.K-FAC', KFAC)]).status).toBe('no data');
+  });
+});
+
+describe('fig5 verdict over seeds', () => {
+  it('gives the seed\'s own status when three seeds measure the same (zero-width intervals), stating the intervals', () => {
+    const runs = [
+      run('sgd+bn', 'SGD+BN bz128 rbz16', SGD, { dist: true, testError: 0.2 }),
+      run('kfac+bn', 'dist.K-FAC bz128', KFAC, { dist: true, simPerStep: 1.25, testError: 0.19 }),
+    ];
+    const one = fig5Seed(runs);
+    const v = fig5Verdict(asSeeds(runs));
+    expect(v.status).toBe('reproduced');
+    expect(v.status).toBe(one.status);
+    expect(v.seeds).toEqual([1, 2, 3]);
+    for (const [k, x] of Object.entries(one.numbers)) if (Number.isFinite(x)) expect(v.numbers[k]).toBeCloseTo(x, 9);
+    expect(v.summary).toMatch(/early speed-up .*3 seeds.*final gap/);
+    // one seed alone decides nothing
+    expect(fig5Verdict(asSeeds(runs, [1])).status).toBe('inconclusive');
   });
 });

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { CsvRow } from '../src/train/schema';
-import { KFAC_MAX_GAP, SGD_MIN_GAP, SGD_OVER_KFAC_RATIO, WINDOW_FRACTION, fig6Verdict } from '../reports/figures/fig6';
+import { KFAC_MAX_GAP, SGD_MIN_GAP, SGD_OVER_KFAC_RATIO, WINDOW_FRACTION, fig6Seed } from '../reports/figures/fig6';
 import { syntheticRows, syntheticSidecar, type SyntheticRunOptions } from '../reports/synthetic';
 import type { LoadedRun } from '../reports/types';
 
@@ -48,7 +48,7 @@ describe('fig6 verdict', () => {
     const sgdScales = [1, 1.12, 1.31];
     const kfac = family('kfac', 'dist.K-FAC', kfacScales, [200_000, 190_000, 185_000]);
     const sgd = family('sgd+bn', 'SGD+BN', sgdScales, [150_000, 150_000, 150_000]);
-    const v = fig6Verdict([...kfac, ...sgd]);
+    const v = fig6Seed([...kfac, ...sgd]);
     expect(v.status).toBe('reproduced');
 
     for (const [key, runs, scales] of [
@@ -75,7 +75,7 @@ describe('fig6 verdict', () => {
 
   it("is 'partly' when K-FAC has not run yet, and says K-FAC lines are not measured", () => {
     const sgd = family('sgd+bn', 'SGD+BN', [1, 1.1, 1.25], [100_000, 100_000, 100_000]);
-    const v = fig6Verdict(sgd);
+    const v = fig6Seed(sgd);
     expect(v.status).toBe('partly');
     expect(v.text).toContain('K-FAC lines are not yet measured');
     expect(v.text).toContain(gapText(8 * B, 0.25));
@@ -84,7 +84,7 @@ describe('fig6 verdict', () => {
   });
 
   it("is 'partly' when K-FAC scales but SGD+BN does not fall behind", () => {
-    const v = fig6Verdict([
+    const v = fig6Seed([
       ...family('kfac', 'dist.K-FAC', [1, 1.01, 1.02], [80_000, 80_000, 80_000]),
       ...family('sgd+bn', 'SGD+BN', [1, 1.01, 1.03], [80_000, 80_000, 80_000]),
     ]);
@@ -95,7 +95,7 @@ describe('fig6 verdict', () => {
   it("is 'not reproduced' when K-FAC loses data efficiency and SGD+BN does not lose clearly more", () => {
     const kfacScales = [1, 1.15, 1.2];
     const sgdScales = [1, 1.1, 1.3]; // 30 % < 2 × 20 %
-    const v = fig6Verdict([
+    const v = fig6Seed([
       ...family('kfac+bn', 'dist.K-FAC+BN', kfacScales, [120_000, 120_000, 120_000]),
       ...family('sgd+bn', 'SGD+BN', sgdScales, [120_000, 120_000, 120_000]),
     ]);
@@ -108,9 +108,9 @@ describe('fig6 verdict', () => {
   });
 
   it("is 'no data' without runs, or with one batch size per family", () => {
-    expect(fig6Verdict([]).status).toBe('no data');
+    expect(fig6Seed([]).status).toBe('no data');
     const one = family('kfac', 'dist.K-FAC', [1, 1, 1], [10_000, 10_000, 10_000]).slice(0, 1);
-    expect(fig6Verdict(one).status).toBe('no data');
+    expect(fig6Seed(one).status).toBe('no data');
     expect(SGD_MIN_GAP).toBeGreaterThan(0);
   });
 
@@ -127,7 +127,7 @@ describe('fig6 verdict', () => {
       logEvery: [3, 2, 1][i]!,
     }));
     const runs = opts.map(run);
-    const v = fig6Verdict(runs);
+    const v = fig6Seed(runs);
 
     // Independent: sample the piecewise-linear curve through each run's (examples, train_loss) on a fine grid.
     const bruteMean = (rows: CsvRow[], lo: number, hi: number): number => {

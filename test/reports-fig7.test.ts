@@ -4,7 +4,7 @@
  * update are read from the last row's clock.
  */
 import { describe, expect, it } from 'vitest';
-import { COMPETITIVE_TOL, convOf, fig7Verdict, MATCH_WINDOW, TIME_SAVING_MIN } from '../reports/figures/fig7';
+import { COMPETITIVE_TOL, convOf, fig7Seed, MATCH_WINDOW, TIME_SAVING_MIN } from '../reports/figures/fig7';
 import type { LoadedRun } from '../reports/types';
 
 function run(label: string, conv: 'kfc' | 'cheap' | undefined, losses: number[], simPerStep: number, wallPerStep: number): LoadedRun {
@@ -37,7 +37,7 @@ const fastAt = (scale: number) => [...KFC.map((l) => l * scale), 0.9, 0.85];
 describe('fig7 verdict', () => {
   it("is 'reproduced' when fast is within 10 % per update and ≥ 15 % cheaper per update on the simulated clock", () => {
     expect(MATCH_WINDOW).toBe(0.1);
-    const v = fig7Verdict([run('dist.K-FAC KFC bz128', 'kfc', KFC, 1.0, 2.0), run('dist.K-FAC fast bz128', 'cheap', fastAt(1.05), 0.75, 1.7)]);
+    const v = fig7Seed([run('dist.K-FAC KFC bz128', 'kfc', KFC, 1.0, 2.0), run('dist.K-FAC fast bz128', 'cheap', fastAt(1.05), 0.75, 1.7)]);
     expect(v.status).toBe('reproduced');
     expect(v.numbers.horizon_updates).toBe(100);
     expect(v.numbers.kfc_loss).toBeCloseTo(1.05, 12);
@@ -56,20 +56,20 @@ describe('fig7 verdict', () => {
   });
 
   it("is 'partly' when fast is competitive but barely cheaper, or cheaper but not competitive", () => {
-    const a = fig7Verdict([run('KFC', 'kfc', KFC, 1.0, 1.0), run('fast', 'cheap', fastAt(0.95), 0.9, 1.0)]);
+    const a = fig7Seed([run('KFC', 'kfc', KFC, 1.0, 1.0), run('fast', 'cheap', fastAt(0.95), 0.9, 1.0)]);
     expect(a.numbers.loss_gap).toBeCloseTo(-0.05, 12);
     expect(a.numbers.sim_time_saving).toBeCloseTo(0.1, 12);
     expect(a.numbers.sim_time_saving!).toBeLessThan(TIME_SAVING_MIN);
     expect(a.status).toBe('partly');
     expect(a.text).toContain('fast 5.0 % better');
-    const b = fig7Verdict([run('KFC', 'kfc', KFC, 1.0, 1.0), run('fast', 'cheap', fastAt(1.2), 0.7, 1.0)]);
+    const b = fig7Seed([run('KFC', 'kfc', KFC, 1.0, 1.0), run('fast', 'cheap', fastAt(1.2), 0.7, 1.0)]);
     expect(b.numbers.loss_gap).toBeCloseTo(0.2, 12);
     expect(b.numbers.loss_gap!).toBeGreaterThan(COMPETITIVE_TOL);
     expect(b.status).toBe('partly');
   });
 
   it("is 'not reproduced' when fast is worse per update and no cheaper", () => {
-    const v = fig7Verdict([run('KFC', 'kfc', KFC, 1.0, 1.0), run('fast', 'cheap', fastAt(1.2), 1.0, 1.1)]);
+    const v = fig7Seed([run('KFC', 'kfc', KFC, 1.0, 1.0), run('fast', 'cheap', fastAt(1.2), 1.0, 1.1)]);
     expect(v.numbers.sim_time_saving).toBeCloseTo(0, 12);
     expect(v.numbers.wall_time_ratio).toBeCloseTo(1.1, 12);
     expect(v.status).toBe('not reproduced');
@@ -81,10 +81,10 @@ describe('fig7 verdict', () => {
     const f = run('dist.K-FAC fast bz512', undefined, fastAt(1), 0.8, 1);
     expect(convOf(k)).toBe('kfc');
     expect(convOf(f)).toBe('cheap');
-    const v = fig7Verdict([k, f]);
+    const v = fig7Seed([k, f]);
     expect(v.numbers.loss_gap).toBeCloseTo(0, 12);
     expect(v.text).toContain('these runs did not go through the distributed runtime');
-    expect(fig7Verdict([k]).status).toBe('no data');
-    expect(fig7Verdict([]).status).toBe('no data');
+    expect(fig7Seed([k]).status).toBe('no data');
+    expect(fig7Seed([]).status).toBe('no data');
   });
 });

@@ -4,8 +4,9 @@
  * test error 1.05 · 0.25 · loss. Linear curves 2 − r·s: the window (80, 100] holds rows 85, 90, 95, 100, mean
  * 2 − 92.5·r; the smoothed loss over rows s − 10, s − 5, s is 2 − r·(s − 5).
  */
+import { asSeeds } from './reports-helpers';
 import { describe, expect, it } from 'vitest';
-import { LOSS_MARGIN, WINDOW_FRACTION, fig8Verdict } from '../reports/figures/fig8';
+import { LOSS_MARGIN, WINDOW_FRACTION, fig8Seed, fig8Verdict } from '../reports/figures/fig8';
 import { syntheticRows, syntheticSidecar } from '../reports/synthetic';
 import type { LoadedRun } from '../reports/types';
 
@@ -35,7 +36,7 @@ describe('fig8 verdict', () => {
     // decayKL 2 − 0.012·s, decayLR 2 − 0.008·s: window means 0.89 and 1.26, advantage 0.37/1.26.
     // Final smoothed: 2 − 0.012·95 = 0.86 and 2 − 0.008·95 = 1.24 → target 1.24: decayKL first at s = 70 (1.22; at
     // 65: 1.28), decayLR at 100.
-    const v = fig8Verdict([run('kl', (s) => 2 - 0.012 * s), run('lr', (s) => 2 - 0.008 * s)]);
+    const v = fig8Seed([run('kl', (s) => 2 - 0.012 * s), run('lr', (s) => 2 - 0.008 * s)]);
     expect(v.status).toBe('reproduced');
     expect(v.numbers.matchedUpdates).toBe(100);
     expect(v.numbers.klLoss).toBeCloseTo(0.89, 12);
@@ -62,7 +63,7 @@ describe('fig8 verdict', () => {
   it('compares at the last update both runs logged when one run is shorter', () => {
     const short = run('lr', (s) => 2 - 0.008 * s);
     short.rows = short.rows.filter((r) => r.step <= 60);
-    const v = fig8Verdict([run('kl', (s) => 2 - 0.012 * s), short]);
+    const v = fig8Seed([run('kl', (s) => 2 - 0.012 * s), short]);
     // window (48, 60]: rows 50, 55, 60, mean step 55: 2 − 0.012·55 = 1.34 and 2 − 0.008·55 = 1.56
     expect(v.numbers.matchedUpdates).toBe(60);
     expect(v.numbers.klLoss).toBeCloseTo(1.34, 12);
@@ -75,7 +76,7 @@ describe('fig8 verdict', () => {
     // decayKL 2 − 0.02·s floored at 1.25: window mean 1.25 vs decayLR 1.26, advantage 0.01/1.26 < LOSS_MARGIN.
     // Target max(1.25, 1.24) = 1.25: decayKL first at s = 50 (rows 40, 45, 50 all 1.25; at 45 the rows 35, 40, 45 give
     // (1.3 + 2·1.25)/3 = 1.267), decayLR at 100 (2 − 0.008·95 = 1.24; at 95: 1.28).
-    const v = fig8Verdict([run('kl', (s) => Math.max(1.25, 2 - 0.02 * s)), run('lr', (s) => 2 - 0.008 * s)]);
+    const v = fig8Seed([run('kl', (s) => Math.max(1.25, 2 - 0.02 * s)), run('lr', (s) => 2 - 0.008 * s)]);
     expect(v.numbers.lossAdvantage).toBeCloseTo(0.01 / 1.26, 12);
     expect(v.numbers.lossAdvantage).toBeLessThan(LOSS_MARGIN);
     expect(v.numbers.klUpdates).toBe(50);
@@ -90,7 +91,7 @@ describe('fig8 verdict', () => {
     const behind = () => run('kl', (s) => 2 - 0.0079 * s);
     const halved = behind();
     for (const r of halved.rows) if (r.test_error !== undefined) r.test_error /= 2;
-    const v = fig8Verdict([halved, run('lr', (s) => 2 - 0.008 * s)]);
+    const v = fig8Seed([halved, run('lr', (s) => 2 - 0.008 * s)]);
     expect(v.numbers.lossAdvantage).toBeCloseTo((1.26 - 1.26925) / 1.26, 12);
     expect(v.numbers.klUpdates).toBe(100);
     expect(v.numbers.lrUpdates).toBe(100);
@@ -100,14 +101,14 @@ describe('fig8 verdict', () => {
     // lower at the last evaluation only (1 of 4): not enough
     const once = behind();
     once.rows.at(-1)!.test_error = 0.01;
-    const w = fig8Verdict([once, run('lr', (s) => 2 - 0.008 * s)]);
+    const w = fig8Seed([once, run('lr', (s) => 2 - 0.008 * s)]);
     expect(w.numbers.klTestWins).toBe(1);
     expect(w.numbers.klTestError).toBe(0.01);
     expect(w.status).toBe('not reproduced');
   });
 
   it("is 'not reproduced' when exponential learning-rate decay does better", () => {
-    const v = fig8Verdict([run('kl', (s) => 2 - 0.008 * s), run('lr', (s) => 2 - 0.012 * s)]);
+    const v = fig8Seed([run('kl', (s) => 2 - 0.008 * s), run('lr', (s) => 2 - 0.012 * s)]);
     expect(v.status).toBe('not reproduced');
     // window means 1.26 (decayKL) and 0.89 (decayLR)
     expect(v.numbers.lossAdvantage).toBeCloseTo((0.89 - 1.26) / 0.89, 12);
@@ -118,7 +119,22 @@ describe('fig8 verdict', () => {
   });
 
   it("is 'no data' without both runs", () => {
-    expect(fig8Verdict([]).status).toBe('no data');
-    expect(fig8Verdict([run('kl', (s) => 2 - 0.01 * s)]).status).toBe('no data');
+    expect(fig8Seed([]).status).toBe('no data');
+    expect(fig8Seed([run('kl', (s) => 2 - 0.01 * s)]).status).toBe('no data');
+  });
+});
+
+describe('fig8 verdict over seeds', () => {
+  it('gives the seed\'s own status when three seeds measure the same (zero-width intervals), stating the intervals', () => {
+    const runs = [run('kl', (s) => 2 - 0.012 * s), run('lr', (s) => 2 - 0.008 * s)];
+    const one = fig8Seed(runs);
+    const v = fig8Verdict(asSeeds(runs));
+    expect(v.status).toBe('reproduced');
+    expect(v.status).toBe(one.status);
+    expect(v.seeds).toEqual([1, 2, 3]);
+    for (const [k, x] of Object.entries(one.numbers)) if (Number.isFinite(x)) expect(v.numbers[k]).toBeCloseTo(x, 9);
+    expect(v.summary).toMatch(/decayKL loss advantage .*3 seeds/);
+    // one seed alone decides nothing
+    expect(fig8Verdict(asSeeds(runs, [1])).status).toBe('inconclusive');
   });
 });

@@ -23,6 +23,7 @@ let results: string;
 let out: string;
 const LABELS: string[] = [];
 const HOSTILE = 'SGD+BN bz2048 <script>alert("x")</script> & co';
+const SEEDS = [1, 2, 3];
 
 beforeAll(async () => {
   root = await mkdtemp(path.join(tmpdir(), 'dkfac-reports-render-'));
@@ -37,15 +38,21 @@ beforeAll(async () => {
     for (const [i, bs] of [128, 512, 1024].entries()) {
       const label = method === 'sgd+bn' && bs === 1024 ? HOSTILE : `${name} bz${bs}`;
       LABELS.push(label);
-      await writeSyntheticRun(dir, {
-        run: `${method.replace('+', '')}-bz${bs}`,
-        label,
-        method,
-        batchSize: bs,
-        trainLoss: curve(scales[i]!),
-        steps: Math.floor(1_000_000 / bs),
-        logEvery: 4,
-      });
+      const group = `${method.replace('+', '')}-bz${bs}`;
+      // three seeds per line, each a little off the line's curve
+      for (const [k, seed] of SEEDS.entries()) {
+        await writeSyntheticRun(dir, {
+          run: `${group}-s${seed}`,
+          group,
+          seed,
+          label,
+          method,
+          batchSize: bs,
+          trainLoss: curve(scales[i]! * (1 + 0.004 * (k - 1))),
+          steps: Math.floor(1_000_000 / bs),
+          logEvery: 4,
+        });
+      }
     }
   }
 });
@@ -82,7 +89,27 @@ describe('renderFigure', () => {
     const vl = JSON.parse(await readFile(files.vlSpecPath, 'utf8'));
     expect(vl.concat).toHaveLength(fig6.panels.length);
     expect(vl.concat[0].data.values.length).toBeGreaterThan(100);
-    expect(vl.concat[0].encoding.y.field).toBe('train_loss');
+    // each line: the mean over its three seeds, with a Vega-Lite errorband of their 95 % interval under it
+    const [band, line] = vl.concat[0].layer;
+    expect(band.mark.type).toBe('errorband');
+    expect(band.encoding.y.field).toBe('lo');
+    expect(band.encoding.y2.field).toBe('hi');
+    expect(line.mark.type).toBe('line');
+    expect(line.encoding.y.field).toBe('train_loss');
+    // one point per line and logged step (6 lines), not one per run (18)
+    const steps = (bs: number) => Math.floor(Math.floor(1_000_000 / bs) / 4);
+    expect(vl.concat[0].data.values).toHaveLength(2 * (steps(128) + steps(512) + steps(1024)));
+    // the mean and the band of one point, computed here from the three seeds' rows
+    const p = vl.concat[0].data.values.find((v: { line: string; examples: number }) => v.line === 'kfac-bz128' && v.examples === 400 * 128);
+    const ys = [-1, 0, 1].map((d) => (1 + 0.004 * d) * (1.3 + Math.exp(-(400 * 128) / 2e5)));
+    const m = ys.reduce((a, b) => a + b, 0) / 3;
+    const sd = Math.sqrt(ys.reduce((a, y) => a + (y - m) ** 2, 0) / 2);
+    const t2 = 0.95 * Math.sqrt(2 / (1 - 0.95 ** 2)); // t(0.975, 2) in closed form: the df = 2 CDF is 1/2 + t / (2√(t² + 2))
+    expect(p.train_loss).toBeCloseTo(m, 12);
+    expect(p.seeds).toBe(3);
+    expect(p.lo).toBeCloseTo(m - (t2 * sd) / Math.sqrt(3), 9);
+    expect(p.hi).toBeCloseTo(m + (t2 * sd) / Math.sqrt(3), 9);
+    expect(svg).toContain('band: their 95 % t interval');
   });
 
   it('draws train metrics dashed and test metrics solid, dropping rows where y was not measured', async () => {
@@ -95,14 +122,16 @@ describe('renderFigure', () => {
         { x: 'wall_seconds', y: 'test_loss', title: 'test', xTitle: 'Seconds', yTitle: 'Test NLL', scaleY: 'log' },
       ],
     } satisfies FigureSpec;
-    const vl = buildVegaLiteSpec(spec, runs) as unknown as { concat: { mark: { strokeDash?: number[] }; data: { values: Record<string, number>[] }; encoding: { y: { scale: { type: string } } } }[] };
-    expect(vl.concat[0]!.mark.strokeDash).toEqual([6, 3]);
-    expect(vl.concat[1]!.mark.strokeDash).toBeUndefined();
-    expect(vl.concat[1]!.encoding.y.scale.type).toBe('log');
-    // test metrics exist on every 5th logged row only: exactly those rows are plotted
+    type Layer = { mark: { type: string; strokeDash?: number[] }; encoding: { y: { scale: { type: string } } } };
+    const vl = buildVegaLiteSpec(spec, runs) as unknown as { concat: { layer: Layer[]; data: { values: Record<string, number>[] } }[] };
+    const line = (i: number) => vl.concat[i]!.layer.at(-1)!;
+    expect(line(0).mark.strokeDash).toEqual([6, 3]);
+    expect(line(1).mark.strokeDash).toBeUndefined();
+    expect(line(1).encoding.y.scale.type).toBe('log');
+    // test metrics exist on every 5th logged row only: exactly those steps are plotted, once per line (3 seeds each)
     const measured = runs.reduce((n, r) => n + r.rows.filter((row) => row.test_loss !== undefined).length, 0);
     expect(measured).toBeGreaterThan(0);
-    expect(vl.concat[1]!.data.values).toHaveLength(measured);
+    expect(vl.concat[1]!.data.values).toHaveLength(measured / SEEDS.length);
     expect(vl.concat[1]!.data.values.every((v) => Number.isFinite(v.test_loss))).toBe(true);
     const files = await renderFigure(spec, runs, out);
     expect(await readFile(files.svg, 'utf8')).toContain('Test NLL');
@@ -126,6 +155,10 @@ describe('index page', () => {
   it('lists the claim with its status, the verdict, and a run table from the files; escapes labels', async () => {
     const html = await readFile(gen.indexPath, 'utf8');
     expect(gen.figures[0]!.verdict.status).toBe('reproduced');
+    expect(gen.figures[0]!.verdict.seeds).toEqual(SEEDS);
+    // the claims table carries the intervals the status rests on
+    expect(html).toContain(escapeHtml(gen.figures[0]!.verdict.summary!));
+    expect(gen.figures[0]!.verdict.summary).toMatch(/K-FAC worst gap .*95 % CI .*3 seeds/);
     expect(html).toContain('2017-02-19T00:00:00.000Z');
     expect(html).toContain('<span class="badge ok">reproduced</span>');
     expect(html).toContain(escapeHtml(fig6.paperClaim));
@@ -135,7 +168,7 @@ describe('index page', () => {
     expect(html).toContain('src="fig6.png"');
     expect(html).toContain('srcset="fig6.svg"');
     // one run row per run, with the synthetic data source recorded in the sidecars
-    expect(html.match(/<td>synthetic: synthetic<\/td>/g)).toHaveLength(6);
+    expect(html.match(/<td>synthetic: synthetic<\/td>/g)).toHaveLength(18);
   });
 
   it('escapes every special character', () => {

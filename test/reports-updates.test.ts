@@ -1,6 +1,6 @@
 /** The updates-to-target verdict against counts made by hand on synthetic curves (clearly synthetic). */
 import { describe, expect, it } from 'vitest';
-import { smoothedLoss, updatesTo, updatesVerdict, SMOOTH_ROWS } from '../reports/figures/updates';
+import { smoothedLoss, updatesTo, updatesSeed, SMOOTH_ROWS } from '../reports/figures/updates';
 import type { LoadedRun } from '../reports/types';
 
 function run(method: string, label: string, losses: number[]): LoadedRun {
@@ -24,7 +24,7 @@ describe('updates verdict', () => {
     const sgd = run('sgd', 'SGD', [2.3, 2.0, 1.8, 1.6, 1.5, 1.4, 1.3, 1.2]);
     const bn = run('sgd+bn', 'SGD+BN', [2.3, 1.8, 1.5, 1.3, 1.1, 1.0, 0.9, 0.8]);
     const kfac = run('kfac', 'K-FAC', [2.0, 1.2, 0.8, 0.6, 0.5, 0.5, 0.4, 0.4]);
-    const v = updatesVerdict([sgd, bn, kfac]);
+    const v = updatesSeed([sgd, bn, kfac]);
     // by hand: SGD+BN smoothed final = (1.0+0.9+0.8)/3 = 0.9; K-FAC smoothed ≤ 0.9 first at row 4 ((1.2+0.8+0.6)/3=0.867)
     expect(v.numbers.target).toBeCloseTo(0.9, 12);
     expect(v.numbers.kfacUpdates).toBe(40);
@@ -38,7 +38,7 @@ describe('updates verdict', () => {
   it('reports a K-FAC that does not reach the target as not reproduced', () => {
     const bn = run('sgd+bn', 'SGD+BN', [2, 1, 0.5, 0.4]);
     const kfac = run('kfac', 'K-FAC', [2, 1.5, 1.2, 1.1]);
-    expect(updatesVerdict([bn, kfac]).status).toBe('not reproduced');
-    expect(updatesVerdict([bn]).status).toBe('no data');
+    expect(updatesSeed([bn, kfac]).status).toBe('not reproduced');
+    expect(updatesSeed([bn]).status).toBe('no data');
   });
 });

@@ -7,8 +7,17 @@
  *      test NLL of async is within PROGRESS_TOLERANCE (relative) of sync's;
  *   2. async iterates ~1.5× faster: simulated seconds per step of sync / async ≥ SPEEDUP_MIN (the simulated cluster
  *      clock; real seconds on this machine are also quoted, but they share 2 vCPUs between every role).
+ * Beside them, for the same target (the sync run's final smoothed training loss), how many times fewer updates, real
+ * and simulated seconds async needs to reach it.
+ *
+ * Over seeds (reports/seeds.ts): the 95 % intervals of each gpu count's NLL gap and simulated speed-up (log scale)
+ * are judged against the same bars: reproduced when every value they allow meets both parts at every gpu count, not
+ * reproduced when none meets either, partly when every allowed value meets one, inconclusive otherwise.
  */
+import { seededVerdict } from '../seeds';
+import { decide, formatInterval, type Interval, percent, possibleLevels, times } from '../stats';
 import type { FigureSpec, LoadedRun, Verdict } from '../types';
+import { finalSmoothedLoss, ratiosText, ratiosToTarget, recordRatios } from './speed';
 
 // ---- Thresholds: this suite's choice, NOT the paper's (it states "comparable" and "about 1.5 times"). ----
 export const PROGRESS_TOLERANCE = 0.1;
@@ -37,7 +46,8 @@ export function testNllAt(run: LoadedRun, step: number): { step: number; nll: nu
   return r ? { step: r.step, nll: r.test_loss! } : undefined;
 }
 
-export function fig2Verdict(runs: LoadedRun[]): Verdict {
+/** One seed's runs, measured (its status is the single-seed reading of the bars). */
+export function fig2Seed(runs: LoadedRun[]): Verdict {
   const numbers: Record<string, number> = {};
   const byGpu = new Map<number, { async?: LoadedRun; sync?: LoadedRun }>();
   for (const r of runs) {
@@ -55,6 +65,7 @@ export function fig2Verdict(runs: LoadedRun[]): Verdict {
   let progressOk = 0;
   let speedOk = 0;
   let speedSome = 0;
+  const censored: string[] = [];
   for (const [g, e] of pairs) {
     const a = e.async!;
     const s = e.sync!;
@@ -87,6 +98,12 @@ export function fig2Verdict(runs: LoadedRun[]): Verdict {
       numbers[`gpu${g}WallSpeedup`] = wallS / wallA;
       text += `; real s/step ${wallA.toFixed(3)} vs ${wallS.toFixed(3)} (${(wallS / wallA).toFixed(2)}×)`;
     }
+    const target = finalSmoothedLoss(s);
+    if (target !== undefined) {
+      const r = ratiosToTarget(s, a, target);
+      censored.push(...recordRatios(numbers, `gpu${g}.target_`, r));
+      if (r.updates !== undefined) text += `; to sync's final training loss async ${r.reached ? '' : 'did not get (bounds) '}${r.updates.toFixed(2)}× in updates, ${r.wall?.toFixed(2)}× in real time${r.sim !== undefined ? `, ${r.sim.toFixed(2)}× simulated` : ''}`;
+    }
     const stale = a.sidecar.summary?.meanStaleness;
     if (stale !== undefined) {
       numbers[`gpu${g}AsyncMeanStaleness`] = stale;
@@ -96,7 +113,52 @@ export function fig2Verdict(runs: LoadedRun[]): Verdict {
   }
   const n = pairs.length;
   const status = progressOk === n && speedOk === n ? 'reproduced' : progressOk > 0 || speedSome > 0 ? 'partly' : 'not reproduced';
-  return { status, text: parts.join(' '), numbers };
+  numbers.gpuCounts = n;
+  return { status, text: parts.join(' '), numbers, censored };
+}
+
+/** The figure's rule on levels: per gpu count g, progress.g 0/1 and speed.g 0 (< SOME), 1 (≥ SOME), 2 (≥ MIN). */
+export function fig2Rule(l: Record<string, number>): Verdict['status'] {
+  const keys = Object.keys(l);
+  const prog = keys.filter((k) => k.startsWith('progress.')).map((k) => l[k]!);
+  const speed = keys.filter((k) => k.startsWith('speed.')).map((k) => l[k]!);
+  if (prog.every((x) => x === 1) && speed.length === prog.length && speed.every((x) => x === 2)) return 'reproduced';
+  return prog.some((x) => x === 1) || speed.some((x) => x >= 1) ? 'partly' : 'not reproduced';
+}
+
+function judge(iv: Record<string, Interval>): { status: Verdict['status']; text: string; summary: string } {
+  const gpus = [...new Set(Object.keys(iv).map((k) => /^gpu(\d+)/.exec(k)?.[1]).filter((x): x is string => x !== undefined))].map(Number).sort((a, b) => a - b);
+  const levels: Record<string, number[]> = {};
+  const parts: string[] = [];
+  const summary: string[] = [];
+  for (const g of gpus) {
+    const gap = iv[`gpu${g}NllGap`];
+    const sp = iv[`gpu${g}SimSpeedup`];
+    let t = `gpu${g}:`;
+    if (gap) {
+      levels[`progress.${g}`] = possibleLevels(gap, [PROGRESS_TOLERANCE], 'lower');
+      t += ` async vs sync test NLL at the last common update ${formatInterval(gap, percent)} (relative; > 0: async worse; bar: at most ${PROGRESS_TOLERANCE * 100} % worse);`;
+    } else {
+      levels[`progress.${g}`] = [0];
+      t += ' no common evaluation step;';
+    }
+    if (sp) {
+      levels[`speed.${g}`] = possibleLevels(sp, [SPEEDUP_SOME, SPEEDUP_MIN], 'higher');
+      t += ` async iterates ${formatInterval(sp, times)} faster on the simulated clock (paper: about 1.5×; bar ≥ ${SPEEDUP_MIN}×)`;
+      summary.push(`gpu${g} speed-up ${formatInterval(sp, times)}`);
+    } else levels[`speed.${g}`] = [0];
+    if (iv[`gpu${g}WallSpeedup`]) t += `, ${formatInterval(iv[`gpu${g}WallSpeedup`], times)} in real s/step on this machine`;
+    const same = ratiosText(iv, `gpu${g}.target_`);
+    if (same) t += `; to sync's final training loss, async is faster ${same}`;
+    if (iv[`gpu${g}AsyncMeanStaleness`]) t += `; async mean inverse staleness ${formatInterval(iv[`gpu${g}AsyncMeanStaleness`], (x) => x.toFixed(1))} updates`;
+    parts.push(`${t}.`);
+  }
+  const { status } = decide(levels, fig2Rule);
+  return { status, text: parts.join(' '), summary: summary.join('; ') };
+}
+
+export function fig2Verdict(runs: LoadedRun[]): Verdict {
+  return seededVerdict(runs, { measure: fig2Seed, judge });
 }
 
 export const fig2Figure: FigureSpec = {
@@ -115,4 +177,5 @@ export const fig2Figure: FigureSpec = {
     { x: 'wall_seconds', y: 'test_loss', title: 'Test NLL vs real seconds', xTitle: 'real seconds (this machine)', yTitle: 'test NLL' },
   ],
   verdict: fig2Verdict,
+  tuned: false,
 };

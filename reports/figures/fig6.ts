@@ -4,8 +4,18 @@
  *
  * The claim is about data efficiency: per example, K-FAC's progress should barely depend on the batch size, while
  * SGD+BN's should fall off beyond the smallest batch. The verdict measures exactly that from the runs' CSVs.
+ * Beside it, at each batch size both methods ran, how many times fewer updates and real seconds K-FAC needs to reach
+ * SGD+BN's final training loss (the same target).
+ *
+ * Over seeds (reports/seeds.ts): the 95 % intervals of K-FAC's worst gap and of SGD+BN's gap beyond its bar (SGD+BN's
+ * largest-batch gap minus max(SGD_OVER_KFAC_RATIO × K-FAC's, SGD_MIN_GAP), paired by seed) are judged against the same
+ * bars: reproduced when every value allowed meets both, not reproduced when none meets either, partly when every
+ * allowed value meets exactly one, inconclusive otherwise.
  */
+import { seededVerdict } from '../seeds';
+import { decide, formatInterval, type Interval, percent, possibleLevels } from '../stats';
 import type { FigureSpec, LoadedRun, Verdict } from '../types';
+import { ratiosText, ratiosToTarget, recordRatios } from './speed';
 
 // ---- Thresholds: this suite's choice, NOT the paper's (the paper states the claim only qualitatively). ----
 /** K-FAC "close to ideal": no larger batch more than this much worse (relative training loss) than the smallest. */
@@ -140,8 +150,8 @@ function describeFamily(f: FamilyScaling): string {
   );
 }
 
-/** The Figure 6 verdict, from the runs alone. */
-export function fig6Verdict(runs: LoadedRun[]): Verdict {
+/** One seed's runs, measured (its status is the single-seed reading of the bars). */
+export function fig6Seed(runs: LoadedRun[]): Verdict {
   const numbers: Record<string, number> = {};
   const fam = new Map<string, FamilyScaling | undefined>();
   for (const f of FAMILIES) {
@@ -191,10 +201,80 @@ export function fig6Verdict(runs: LoadedRun[]): Verdict {
     sentences.push('SGD+BN lines are not yet measured (no SGD+BN runs with training loss at two or more batch sizes).');
   }
 
+  if (sgd) numbers['sgdbn.excess_gap'] = sgd.largestGap - sgdFloor;
+  // the same target at each batch size both ran: SGD+BN's final smoothed training loss
+  const censored: string[] = [];
+  const byBz = (methods: readonly string[], bz: number) => runs.find((r) => methods.includes(r.sidecar.method) && r.sidecar.batchSize === bz && lossPoints(r).length > 0);
+  for (const bz of [...new Set(runs.map((r) => r.sidecar.batchSize))].sort((a, b) => a - b)) {
+    const k = byBz(FAMILIES[0].methods, bz);
+    const s = byBz(FAMILIES[1].methods, bz);
+    if (!k || !s) continue;
+    const pts = lossPoints(s);
+    const target = finalSmoothedOf(pts);
+    const r = ratiosToTarget(s, k, target);
+    censored.push(...recordRatios(numbers, `bz${bz}.kfac_`, r));
+  }
+
   let status: Verdict['status'];
   if (kfac && sgd) status = kfacOk && sgdOk ? 'reproduced' : kfacOk || sgdOk ? 'partly' : 'not reproduced';
   else status = (kfac ? kfacOk : sgdOk) ? 'partly' : 'not reproduced';
-  return { status, text: sentences.join(' '), numbers };
+  return { status, text: sentences.join(' '), numbers, censored };
+}
+
+/** The mean training loss of the last 3 rows (as speed.ts smooths). */
+function finalSmoothedOf(pts: Point[]): number {
+  const w = pts.slice(-3);
+  return w.reduce((a, p) => a + p.y, 0) / w.length;
+}
+
+/** The figure's rule on levels: kfac / sgd 0/1 (met), each absent where the family was not measured. */
+export function fig6Rule(l: Record<string, number>): Verdict['status'] {
+  if (l.kfac !== undefined && l.sgd !== undefined) return l.kfac === 1 && l.sgd === 1 ? 'reproduced' : l.kfac === 1 || l.sgd === 1 ? 'partly' : 'not reproduced';
+  return (l.kfac ?? l.sgd) === 1 ? 'partly' : 'not reproduced';
+}
+
+function judge(iv: Record<string, Interval>): { status: Verdict['status']; text: string; summary: string } {
+  const parts: string[] = [];
+  const levels: Record<string, number[]> = {};
+  const summary: string[] = [];
+  for (const f of FAMILIES) {
+    const gaps = Object.keys(iv)
+      .filter((k) => k.startsWith(`${f.key}.gap_bz`))
+      .sort((a, b) => Number(a.slice(a.indexOf('bz') + 2)) - Number(b.slice(b.indexOf('bz') + 2)));
+    if (!gaps.length) continue;
+    const horizon = iv[`${f.key}.horizon_examples`];
+    parts.push(
+      `${f.name}${horizon ? ` at ${formatExamples(horizon.mean)} examples` : ''}: training loss relative to its smallest batch ${gaps.map((k) => `${k.slice(k.indexOf('bz'))} ${formatInterval(iv[k], percent)}`).join(', ')} (> 0: worse).`,
+    );
+  }
+  const kw = iv['kfac.worst_gap'];
+  if (kw) {
+    levels.kfac = possibleLevels(kw, [KFAC_MAX_GAP], 'lower');
+    parts.push(`K-FAC's worst gap ${formatInterval(kw, percent)} (this suite's tolerance: at most ${KFAC_MAX_GAP * 100} %).`);
+    summary.push(`K-FAC worst gap ${formatInterval(kw, percent)}`);
+  } else parts.push('K-FAC lines are not yet measured at two or more batch sizes.');
+  const ex = iv['sgdbn.excess_gap'];
+  const sl = iv['sgdbn.largest_gap'];
+  if (ex && sl) {
+    levels.sgd = possibleLevels(ex, [0], 'higher');
+    parts.push(
+      `SGD+BN's largest-batch gap ${formatInterval(sl, percent)}; beyond its bar (at least ${SGD_OVER_KFAC_RATIO}× K-FAC's largest-batch gap and at least ${SGD_MIN_GAP * 100} %, per seed) by ${formatInterval(ex, percent)} (≥ 0: the bar is met).`,
+    );
+    summary.push(`SGD+BN gap ${formatInterval(sl, percent)}`);
+  } else parts.push('SGD+BN lines are not yet measured at two or more batch sizes.');
+  const same = Object.keys(iv)
+    .filter((k) => /^bz\d+\.kfac_updates_ratio$/.test(k))
+    .map((k) => k.slice(0, k.indexOf('.')))
+    .sort((a, b) => Number(a.slice(2)) - Number(b.slice(2)))
+    .map((bz) => `${bz}: ${ratiosText(iv, `${bz}.kfac_`)}`);
+  if (same.length) parts.push(`K-FAC vs SGD+BN to SGD+BN's final training loss at the same batch size (> 1: K-FAC sooner): ${same.join('; ')}.`);
+  const { status } = decide(levels, fig6Rule);
+  return { status, text: parts.join(' '), summary: summary.join('; ') };
+}
+
+/** The Figure 6 verdict over seeds. */
+export function fig6Verdict(runs: LoadedRun[]): Verdict {
+  return seededVerdict(runs, { measure: fig6Seed, judge });
 }
 
 export const fig6: FigureSpec = {

@@ -12,8 +12,17 @@
  *   - reproduced when decayKL's windowed training loss is at least LOSS_MARGIN (relative) below decayLR's and decayKL
  *     reaches the target in fewer updates; partly when one of the two holds, or when decayKL's test error is lower at
  *     most common evaluations and lower by at least LOSS_MARGIN (relative) on average; not reproduced otherwise.
+ * Beside the update ratio to the target, the real-time ratio on this machine (and the simulated one).
+ *
+ * Over seeds (reports/seeds.ts): the 95 % intervals of decayKL's training-loss advantage, of the update ratio to the
+ * target (decayLR's ÷ decayKL's, log scale; > 1: decayKL sooner) and of the mean test-error advantage are judged
+ * against the same bars (the test part: its mean advantage ≥ LOSS_MARGIN; the count of evaluations it wins is
+ * quoted): reproduced when every value allowed meets the loss and update parts, not reproduced when none meets any
+ * part, partly when every allowed value meets some, inconclusive otherwise.
  */
-import { SMOOTH_ROWS, smoothedRows } from './speed';
+import { seededVerdict } from '../seeds';
+import { decide, formatInterval, type Interval, percent, possibleLevels, times } from '../stats';
+import { ratiosText, ratiosToTarget, recordRatios, SMOOTH_ROWS, smoothedRows } from './speed';
 import type { FigureSpec, LoadedRun, Verdict } from '../types';
 
 // ---- Thresholds: this suite's choice, NOT the paper's (it states only "outperforms"). ----
@@ -49,7 +58,8 @@ export function commonEvaluations(a: LoadedRun, b: LoadedRun): { step: number; a
 const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
 const mean = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / xs.length;
 
-export function fig8Verdict(runs: LoadedRun[]): Verdict {
+/** One seed's pair, measured (its status is the single-seed reading of the bars). */
+export function fig8Seed(runs: LoadedRun[]): Verdict {
   const numbers: Record<string, number> = {};
   const kl = runs.find((r) => r.sidecar.method === 'kfac-kl' && smoothedRows(r).length > 0);
   const lr = runs.find((r) => r.sidecar.method === 'kfac-lr' && smoothedRows(r).length > 0);
@@ -84,6 +94,7 @@ export function fig8Verdict(runs: LoadedRun[]): Verdict {
       `To reach training loss ${target.toFixed(3)} (the worse final loss, smoothed over ${SMOOTH_ROWS} rows): decayKL ${ua} updates, decayLR ${ub} (${(ub / ua).toFixed(2)}×).`,
     );
   }
+  const censored = recordRatios(numbers, 'kl_', ratiosToTarget(lr, kl, target));
   const evals = commonEvaluations(kl, lr);
   let testAhead = false;
   if (evals.length) {
@@ -95,6 +106,8 @@ export function fig8Verdict(runs: LoadedRun[]): Verdict {
     if (last.aLoss !== undefined) numbers.klTestLoss = last.aLoss;
     if (last.bLoss !== undefined) numbers.lrTestLoss = last.bLoss;
     testAhead = wins > evals.length / 2 && (mb - ma) / mb >= LOSS_MARGIN;
+    numbers.testAdvantage = (mb - ma) / mb;
+    numbers.klTestWinFraction = wins / evals.length;
     parts.push(
       `Test error: decayKL lower at ${wins} of ${evals.length} common evaluations, mean ${pct(ma)} vs ${pct(mb)}; at update ${last.step} ${pct(last.a)} vs ${pct(last.b)}` +
         (last.aLoss !== undefined && last.bLoss !== undefined ? ` (test loss ${last.aLoss.toFixed(3)} vs ${last.bLoss.toFixed(3)})` : '') +
@@ -107,7 +120,35 @@ export function fig8Verdict(runs: LoadedRun[]): Verdict {
     `This suite's bar: decayKL at least ${pct(LOSS_MARGIN)} lower in training loss at matched updates (${lossOk ? 'met' : 'not met'}) and fewer updates to the target (${fewer ? 'met' : 'not met'}); ` +
       `'partly' also when its test error is lower at most evaluations and by ${pct(LOSS_MARGIN)} on average (${testAhead ? 'met' : 'not met'}).`,
   );
-  return { status, text: parts.join(' '), numbers };
+  return { status, text: parts.join(' '), numbers, censored };
+}
+
+/** The figure's rule on levels: loss, fewer, test 0/1. */
+export function fig8Rule(l: Record<string, number>): Verdict['status'] {
+  return l.loss === 1 && l.fewer === 1 ? 'reproduced' : l.loss === 1 || l.fewer === 1 || l.test === 1 ? 'partly' : 'not reproduced';
+}
+
+function judge(iv: Record<string, Interval>): { status: Verdict['status']; text: string; summary: string } {
+  const adv = iv.lossAdvantage!;
+  const ratio = iv.kl_updates_ratio;
+  const test = iv.testAdvantage;
+  const levels: Record<string, number[]> = {
+    loss: possibleLevels(adv, [LOSS_MARGIN], 'higher'),
+    // fewer updates: a ratio above 1 (1 + 1e-9: equal counts are not fewer)
+    fewer: ratio ? possibleLevels(ratio, [1 + 1e-9], 'higher') : [0],
+    test: test ? possibleLevels(test, [LOSS_MARGIN], 'higher') : [0],
+  };
+  const parts = [
+    `Training loss over the last ${pct(WINDOW_FRACTION)} of the matched updates: decayKL lower than decayLR by ${formatInterval(adv, percent)} (relative; this suite's bar: ≥ ${pct(LOSS_MARGIN)}).`,
+  ];
+  if (ratio) parts.push(`To the worse final training loss, decayKL is faster ${ratiosText(iv, 'kl_')} (> 1: decayKL sooner; the update ratio is judged, bar > 1).`);
+  if (test) parts.push(`Mean test error over the common evaluations: decayKL lower by ${formatInterval(test, percent)} (relative), winning ${formatInterval(iv.klTestWinFraction, percent)} of them.`);
+  const { status } = decide(levels, fig8Rule);
+  return { status, text: parts.join(' '), summary: `decayKL loss advantage ${formatInterval(adv, percent)}; updates to target decayLR ÷ decayKL ${formatInterval(ratio, times)}` };
+}
+
+export function fig8Verdict(runs: LoadedRun[]): Verdict {
+  return seededVerdict(runs, { measure: fig8Seed, judge });
 }
 
 export const fig8Figure: FigureSpec = {

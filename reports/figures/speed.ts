@@ -9,6 +9,7 @@
  */
 import type { CsvRow } from '../../src/train/schema';
 import type { LoadedRun } from '../types';
+import { formatInterval, type Interval, times } from '../stats';
 import { windowMean } from './fig6';
 
 /** Training loss is smoothed over this many consecutive rows before a target is checked (this suite's choice). */
@@ -137,4 +138,65 @@ export function speedup(baseline: SmoothedPoint, kfac: SmoothedPoint, clock: Clo
   const k = kfac[clock];
   if (b === undefined || k === undefined || !(k > 0)) return undefined;
   return b / k;
+}
+
+/**
+ * How many times faster `other` reaches a training-loss `target` than `base` does, on each clock: updates, real
+ * seconds on this machine, and the simulated cluster clock where both went through the distributed runtime. Where
+ * `other` never reaches it, each ratio is only a bound from above (base's time ÷ other's whole run): `reached` false.
+ */
+export interface TargetRatios {
+  reached: boolean;
+  baseAt?: SmoothedPoint;
+  otherAt?: SmoothedPoint;
+  updates?: number;
+  wall?: number;
+  sim?: number;
+}
+
+export function ratiosToTarget(base: LoadedRun, other: LoadedRun, target: number): TargetRatios {
+  const baseAt = reach(base, target);
+  if (!baseAt) return { reached: false };
+  const withSim = simComparable([base, other]);
+  const otherAt = reach(other, target);
+  const at = otherAt ?? smoothedTrainLoss(other).at(-1);
+  if (!at) return { reached: false, baseAt };
+  return {
+    reached: otherAt !== undefined,
+    baseAt,
+    otherAt,
+    updates: speedup(baseAt, at, 'step'),
+    wall: speedup(baseAt, at, 'wall_seconds'),
+    ...(withSim ? { sim: speedup(baseAt, at, 'sim_seconds') } : {}),
+  };
+}
+
+/**
+ * Puts a TargetRatios into a seed's numbers as `<prefix>updates_ratio`, `<prefix>wall_ratio`, `<prefix>sim_ratio`,
+ * and returns the keys that are only bounds (the other run never reached the target).
+ */
+export function recordRatios(numbers: Record<string, number>, prefix: string, r: TargetRatios): string[] {
+  const keys: string[] = [];
+  for (const [k, v] of [
+    ['updates_ratio', r.updates],
+    ['wall_ratio', r.wall],
+    ['sim_ratio', r.sim],
+  ] as const) {
+    if (v === undefined || !Number.isFinite(v)) continue;
+    numbers[`${prefix}${k}`] = v;
+    keys.push(`${prefix}${k}`);
+  }
+  return r.reached ? [] : keys;
+}
+
+/**
+ * 'in updates 1.80× (95 % CI …), in real time on this machine 1.20× (…), on the simulated cluster clock 1.50× (…)'
+ * for the ratios recordRatios stored under `prefix` (those measured).
+ */
+export function ratiosText(iv: Record<string, Interval>, prefix: string): string {
+  const parts: string[] = [];
+  if (iv[`${prefix}updates_ratio`]) parts.push(`in updates ${formatInterval(iv[`${prefix}updates_ratio`], times)}`);
+  if (iv[`${prefix}sim_ratio`]) parts.push(`on the simulated cluster clock ${formatInterval(iv[`${prefix}sim_ratio`], times)}`);
+  if (iv[`${prefix}wall_ratio`]) parts.push(`in real time on this machine ${formatInterval(iv[`${prefix}wall_ratio`], times)}`);
+  return parts.join(', ');
 }

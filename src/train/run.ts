@@ -20,6 +20,11 @@ export interface RunContext {
   notes?: Record<string, unknown>;
   /** continue from the run's checkpoint where there is one; skip the run when its sidecar says it finished */
   resume?: boolean;
+  /**
+   * the figure line this run is one seed of (its run id without the `-s<seed>` suffix); recorded in the sidecar with
+   * the seed, so reports average the seeds of a line (default: the run id)
+   */
+  group?: string;
 }
 
 export interface RunSummary {

@@ -36,6 +36,13 @@ export interface RunSidecar {
   label: string;
   method: 'sgd' | 'sgd+bn' | 'kfac' | 'kfac+bn' | string;
   batchSize: number;
+  /**
+   * the figure line this run is one seed of (`exp run --seeds N` writes <group>-s<seed>.csv); absent in results written
+   * before seeds were recorded, where the run id is the line and config.seed its only seed
+   */
+  group?: string;
+  /** the run's seed: model initialisation, data order and K-FAC's sampled targets */
+  seed?: number;
   profile: string;
   config: unknown;
   git: { commit: string; dirty: boolean };

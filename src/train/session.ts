@@ -227,6 +227,8 @@ export async function runSession<X extends object>(cfg: RunConfig, ctx: RunConte
         label: cfg.label,
         method: cfg.method,
         batchSize: cfg.batchSize,
+        group: ctx.group ?? cfg.run,
+        seed: cfg.seed,
         profile: ctx.profile,
         config: { ...cfg, ...loop.sidecarConfig, ...(ctx.notes ? { notes: ctx.notes } : {}) },
         git,
