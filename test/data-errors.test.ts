@@ -100,7 +100,7 @@ function node(script: string, args: string[]) {
 function fig2(dataDir: string, extra: string[] = []) {
   const results = mkdtempSync(join(tmpdir(), 'dkfac-dataerr-res-'));
   const sets = ['data.name=imagenet-folder', 'data.imageSize=16', 'data.resizeTo=16', 'batchSize=8', 'examples=16', 'evals=1', 'logEvery=1', 'kfac.statsBatch=4'];
-  const r = node('experiments/cli.ts', ['run', 'fig2', '--data-dir', dataDir, ...sets.flatMap((s) => ['--set', s]), '--no-report', '--results', results, ...extra]);
+  const r = node('experiments/cli.ts', ['run', 'fig2', '--data-dir', dataDir, ...sets.flatMap((s) => ['--set', s]), '--no-report', '--results', results, '--seeds', '1', ...extra]);
   return { ...r, results, dir: join(results, 'fig2') };
 }
 
@@ -112,7 +112,7 @@ describe('a data error in an experiment', () => {
     // the one error line and nothing else: no libvips output, no per-run failure lines
     expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(truncatedLine(file))]);
     expect(r.stdout).toContain('dist.K-FAC async gpu1: stopped by a data error before its first update; no files written');
-    expect(r.stdout).toContain('not started: kfac-async-gpu4, kfac-sync-gpu1, kfac-sync-gpu4');
+    expect(r.stdout).toContain('not started: kfac-async-gpu4-s1, kfac-sync-gpu1-s1, kfac-sync-gpu4-s1');
     expect(r.stdout).not.toMatch(/K-FAC (async gpu4|sync gpu1|sync gpu4):/);
     expect(existsSync(r.dir)).toBe(false);
   }, 300_000);
@@ -124,11 +124,11 @@ describe('a data error in an experiment', () => {
     // training read the JPEG libvips warns about: its warnings are not printed either
     expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(truncatedLine(file))]);
     // the evaluation at update 2 met the file: update 1's row is kept
-    expect(readdirSync(r.dir).sort()).toEqual(['kfac-async-gpu1.csv', 'kfac-async-gpu1.json']);
-    const csv = readFileSync(join(r.dir, 'kfac-async-gpu1.csv'), 'utf8').trim().split('\n');
+    expect(readdirSync(r.dir).sort()).toEqual(['kfac-async-gpu1-s1.csv', 'kfac-async-gpu1-s1.json']);
+    const csv = readFileSync(join(r.dir, 'kfac-async-gpu1-s1.csv'), 'utf8').trim().split('\n');
     expect(csv).toHaveLength(2);
     expect(csv[1].split(',').slice(0, 2)).toEqual(['1', '8']);
-    const side = JSON.parse(readFileSync(join(r.dir, 'kfac-async-gpu1.json'), 'utf8'));
+    const side = JSON.parse(readFileSync(join(r.dir, 'kfac-async-gpu1-s1.json'), 'utf8'));
     expect(side.status).toBe('failed');
     expect(`error: ${side.error}`).toMatch(truncatedLine(file));
     expect(side.summary.steps).toBe(2);
@@ -140,15 +140,15 @@ describe('a data error in an experiment', () => {
     const file = join(badTrain, 'train', 'b', 'img2.jpg');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(new RegExp(`dist.K-FAC sync gpu1: skipped 1 unreadable image \\(\\d+ examples? left out; listed in .*kfac-sync-gpu1.json\\), e.g. ${file}: `));
-    const side = JSON.parse(readFileSync(join(r.dir, 'kfac-sync-gpu1.json'), 'utf8'));
+    expect(r.stdout).toMatch(new RegExp(`dist.K-FAC sync gpu1: skipped 1 unreadable image \\(\\d+ examples? left out; listed in .*kfac-sync-gpu1-s1.json\\), e.g. ${file}: `));
+    const side = JSON.parse(readFileSync(join(r.dir, 'kfac-sync-gpu1-s1.json'), 'utf8'));
     expect(side.status).toBe('finished');
     expect(side.summary.steps).toBe(2);
     expect(side.skippedImages).toMatchObject({ policy: 'skip', count: 1, files: [{ file }] });
     expect(`error: ${file}: ${side.skippedImages.files[0].problem}`).toMatch(truncatedLine(file));
     // the first batch holds the whole first epoch, so the training stream skipped the file at least once
     expect(side.skippedImages.skips).toBeGreaterThanOrEqual(1);
-    expect(readFileSync(join(r.dir, 'kfac-sync-gpu1.csv'), 'utf8').trim().split('\n')).toHaveLength(3);
+    expect(readFileSync(join(r.dir, 'kfac-sync-gpu1-s1.csv'), 'utf8').trim().split('\n')).toHaveLength(3);
   }, 300_000);
 
   it('rejects an unknown --on-bad-image value, naming it, and a bad data.onBadImage', () => {

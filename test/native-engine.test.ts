@@ -73,15 +73,16 @@ describe.skipIf(!loadNative())('the native engine in training (skipped: the addo
     await initBackend('native');
     const { model, trainer: tr } = trainer({ kind: 'kfac', conv: 'cheap', damping: 0.1, inverseEvery: 50 });
     const batches = [0, 1, 2, 3].map((s) => batch(s));
-    for (let k = 0; k < 100; k++) tr.trainStep(batches[k % 4]!); // warm-up: primitive caches, heap, JIT
+    for (let k = 0; k < 300; k++) tr.trainStep(batches[k % 4]!); // warm-up: primitive caches, heaps, JIT
     const tensors = tf.memory().numTensors;
     const rss0 = rssMB();
     for (let k = 0; k < 1000; k++) tr.trainStep(batches[k % 4]!);
     const grew = rssMB() - rss0;
     expect(tf.memory().numTensors).toBe(tensors);
-    // leaking one small activation (16×12×12×8 floats) per step would be ~70 MB here; measured: under 1 MB
-    expect(grew, `RSS grew by ${grew.toFixed(1)} MB over 1000 steps`).toBeLessThan(16);
+    // leaking one small activation (16×12×12×8 floats) per step would be ~70 MB here; even after a full collection
+    // the resident size moves by up to ~15 MB between samples (4000 steps measured flat around 197 MB)
+    expect(grew, `RSS grew by ${grew.toFixed(1)} MB over 1000 steps`).toBeLessThan(32);
     tr.dispose();
     model.dispose();
-  }, 240_000);
+  }, 300_000);
 });
