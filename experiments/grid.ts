@@ -132,7 +132,7 @@ export function finalTrainLoss(csvPath: string, frac = 0.2): number {
   return tail.reduce((a, b) => a + b, 0) / tail.length;
 }
 
-function runPoint(name: string, p: GridPoint, o: CommonOptions, dir: string): Promise<{ code: number; stderr: string }> {
+function runPoint(name: string, p: GridPoint, o: CommonOptions, dir: string, jobs: number): Promise<{ code: number; stderr: string }> {
   const args = ['--import', 'tsx', join(REPO_ROOT, 'experiments', 'grid-point.ts'), name, JSON.stringify(p), dir, '--profile', o.profile];
   if (o.backend) args.push('--backend', o.backend);
   if (o.dataDir) args.push('--data-dir', o.dataDir);
@@ -140,7 +140,9 @@ function runPoint(name: string, p: GridPoint, o: CommonOptions, dir: string): Pr
   if (o.onBadImage) args.push('--on-bad-image', o.onBadImage);
   for (const s of o.set ?? []) args.push('--set', s);
   return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, args, { env: { ...process.env, DKFAC_QUIET: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    // points side by side split the cores between them (OpenMP teams sharing cores wait for each other)
+    const threads = process.env.DKFAC_NATIVE_THREADS ?? String(Math.max(1, Math.floor(availableParallelism() / jobs)));
+    const child = spawn(process.execPath, args, { env: { ...process.env, DKFAC_QUIET: '1', DKFAC_NATIVE_THREADS: threads }, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     child.on('close', (code) => resolvePromise({ code: code ?? 1, stderr }));
@@ -189,7 +191,7 @@ async function main(argv: string[]) {
     await Promise.all(
       Array.from({ length: Math.min(jobs, points.length) }, async () => {
         for (let p = queue.shift(); p; p = queue.shift()) {
-          const r = await runPoint(name, p, o, runsDir);
+          const r = await runPoint(name, p, o, runsDir, jobs);
           if (r.code !== 0) failures.push(`${pointId(p)}: exit ${r.code}: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
           bar.update(++done, { last: pointId(p) });
         }

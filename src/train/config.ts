@@ -51,8 +51,13 @@ export const RunConfig = z
     bnChunk: z.number().int().positive().optional(),
     model: ModelConfig,
     optimizer: OptimizerConfig,
-    /** Polyak decay ξ, or 'epoch' for ξ = exp(−1/steps per epoch) as in KFC */
-    polyak: z.union([z.number().gt(0).lt(1), z.literal('epoch')]).default('epoch'),
+    /**
+     * Polyak decay ξ, 'epoch' for ξ = exp(−1/steps per epoch) as in KFC, or { examples: n } for ξ = exp(−1/steps
+     * per n examples) (an averaging window that does not change with the training set's size)
+     */
+    polyak: z
+      .union([z.number().gt(0).lt(1), z.literal('epoch'), z.strictObject({ examples: z.number().int().positive() })])
+      .default('epoch'),
     /** steps between CSV rows */
     logEvery: z.number().int().positive().default(10),
     /** test evaluations spread evenly over the run (plus one at the end) */

@@ -320,6 +320,7 @@ export interface TrainerState {
 
 /** Polyak decay ξ of a run: the configured value, or exp(−1/steps per epoch) for 'epoch'. */
 export function polyakDecayOf(cfg: RunConfig, data: { epochSize: number }): number {
-  const stepsPerEpoch = Math.max(1, Math.round(data.epochSize / cfg.batchSize));
-  return cfg.polyak === 'epoch' ? Math.exp(-1 / stepsPerEpoch) : cfg.polyak;
+  if (typeof cfg.polyak === 'number') return cfg.polyak;
+  const examples = cfg.polyak === 'epoch' ? data.epochSize : cfg.polyak.examples;
+  return Math.exp(-1 / Math.max(1, Math.round(examples / cfg.batchSize)));
 }

@@ -18,13 +18,20 @@ export type Grads = Map<string, tf.Tensor>;
 /** Exponential decay: value · rate^⌊step / every⌋ (the paper: 0.96 every half epoch). */
 export const DecaySchedule = z.strictObject({
   rate: z.number().gt(0).lte(1).default(0.96),
-  /** decay interval in steps; 'half-epoch' and 'two-epochs' are resolved against the training set size */
-  every: z.union([z.number().int().positive(), z.enum(['half-epoch', 'two-epochs'])]).default('half-epoch'),
+  /**
+   * decay interval: in steps; 'half-epoch' and 'two-epochs', resolved against the training set size; or
+   * { examples: n }, every n training examples whatever the set's size (so that a quick profile decays on the same
+   * schedule on the embedded 12,000-image subset and on the full 60,000)
+   */
+  every: z
+    .union([z.number().int().positive(), z.enum(['half-epoch', 'two-epochs']), z.strictObject({ examples: z.number().int().positive() })])
+    .default('half-epoch'),
 });
 export type DecaySchedule = z.infer<typeof DecaySchedule>;
 
 export function decayInterval(d: DecaySchedule, epochSize: number, batchSize: number): number {
   if (typeof d.every === 'number') return d.every;
+  if (typeof d.every === 'object') return Math.max(1, Math.round(d.every.examples / batchSize));
   const epochs = d.every === 'half-epoch' ? 0.5 : 2;
   return Math.max(1, Math.round((epochs * epochSize) / batchSize));
 }
