@@ -71,9 +71,10 @@ async function main(argv: string[]) {
     if (o.report) {
       // a custom results root gets its own report folder, so it never overwrites the repository's reports/
       const outDir = o.results ? join(p.root, 'report') : undefined;
-      const r = await generateReports({ resultsRoot: p.root, outDir, only: [p.experiment.figure], log: () => {} });
+      const ids = [p.experiment.figure, ...(p.experiment.alsoFigures ?? [])];
+      const r = await generateReports({ resultsRoot: p.root, outDir, only: ids, log: () => {} });
       for (const f of r.figures) {
-        if (f.spec.id === p.experiment.figure && f.files) console.log(`report: ${f.files.svg}, ${f.files.png}`);
+        if (ids.includes(f.spec.id) && f.files) console.log(`report: ${f.files.svg}, ${f.files.png}`);
       }
       console.log(`report index: ${r.indexPath}`);
     }

@@ -117,6 +117,7 @@ export const fig5 = defineExperiment({
   name: 'fig5',
   title: 'Figure 5: ResNet, dist.K-FAC vs SGD+BN, against updates and time (early speed-up, converging by the end)',
   figure: 'fig5',
+  alsoFigures: ['fig5df'],
   schema: Profile,
   profiles: {
     quick: {

@@ -56,6 +56,8 @@ export interface Experiment<S extends z.ZodType = z.ZodType> {
   title: string;
   /** the figure in reports/figures this experiment's results feed */
   figure: string;
+  /** further figures drawn from the same results (Figure 5's doubly-factored comparison) */
+  alsoFigures?: string[];
   schema: S;
   profiles: { quick: z.input<S>; paper: z.input<S> };
   data(p: z.infer<S>): z.input<typeof DataConfig>;

@@ -80,8 +80,9 @@ export async function generateReports(opts: GenerateOptions = {}): Promise<Gener
   const results: FigureResult[] = [];
   const written: string[] = [];
   for (const spec of figures) {
-    const runs = await loadRuns(figureResultsDir(spec, resultsRoot), { warn: opts.warn });
-    const grids = await loadGrids(path.join(resultsRoot, 'grid', spec.id));
+    const all = await loadRuns(figureResultsDir(spec, resultsRoot), { warn: opts.warn });
+    const runs = spec.select ? spec.select(all) : all;
+    const grids = await loadGrids(path.join(resultsRoot, 'grid', spec.gridId ?? spec.id));
     const verdict = judge(spec, runs);
     let files = expectedFiles(spec, outDir);
     const missing = !Object.values(files).every((f) => existsSync(f));

@@ -65,6 +65,10 @@ export interface FigureSpec {
   paperClaim: string;
   /** repository-relative results directory, e.g. 'results/fig6' */
   resultsDir: string;
+  /** the runs of resultsDir this figure shows and judges (default: all; two figures may share one directory) */
+  select?: (runs: LoadedRun[]) => LoadedRun[];
+  /** the grid directory its tuning comes from (results/grid/<gridId>; default: the figure's id) */
+  gridId?: string;
   panels: PanelSpec[];
   /** computes the verdict from the runs alone; figures without one are reported as 'no data' for the claim */
   verdict?: (runs: LoadedRun[]) => Verdict;

@@ -5,7 +5,8 @@
  */
 import { asSeeds } from './reports-helpers';
 import { describe, expect, it } from 'vitest';
-import { CONVERGE_TOL, EARLY_FRACTION, EARLY_MIN, fig5Seed, fig5Verdict } from '../reports/figures/fig5';
+import { CONVERGE_TOL, EARLY_FRACTION, EARLY_MIN, fig5Figure, fig5Seed, fig5Verdict } from '../reports/figures/fig5';
+import { fig5dfFigure, fig5dfSeed, fig5dfVerdict } from '../reports/figures/fig5df';
 import type { LoadedRun } from '../reports/types';
 
 function run(method: string, label: string, losses: number[], o: { dist?: boolean; simPerStep?: number; testError?: number } = {}): LoadedRun {
@@ -113,5 +114,33 @@ describe('fig5 verdict over seeds', () => {
     expect(v.summary).toMatch(/early speed-up .*3 seeds.*final gap/);
     // one seed alone decides nothing
     expect(fig5Verdict(asSeeds(runs, [1])).status).toBe('inconclusive');
+  });
+});
+
+describe('fig5df: the doubly-factored classifier against its Kronecker block (the flatten-head runs)', () => {
+  const flat = (label: string, losses: number[], doublyFactored: boolean, seed: number): LoadedRun => {
+    const r = run('kfac+bn', label, losses, { dist: true });
+    const config = { distributed: { gradientWorkers: 7 }, model: { head: 'flatten' }, optimizer: doublyFactored ? { doublyFactored: { names: ['fc'] } } : {} };
+    return { ...r, sidecar: { ...r.sidecar, config, run: `${label}-s${seed}`, group: label, seed } as LoadedRun['sidecar'] };
+  };
+  // Kronecker: KFAC's curve, final window mean 0.96 (see above); the doubly-factored run scaled per seed
+  const seeds = (scales: number[]) =>
+    scales.flatMap((s, i) => [flat('dist.K-FAC flatten head', KFAC, false, i + 1), flat('dist.K-FAC doubly-factored', KFAC.map((l) => l * s), true, i + 1)]);
+  it('reproduced when every seed is within the bar (2–4 % worse: the interval stays below 10 %)', () => {
+    const v = fig5dfVerdict(seeds([1.02, 1.03, 1.04]));
+    expect(v.status).toBe('reproduced');
+    // the gap is exactly the scale − 1 (a constant factor on every row); mean 3 %, t(0.975, 2)·0.01/√3 = 2.48 %
+    expect(v.numbers.loss_gap).toBeCloseTo(0.03, 9);
+    expect(v.text).toMatch(/3\.0 %.*0\.5 %.*5\.5 %/);
+  });
+  it('not reproduced when every seed is far worse, inconclusive when the interval straddles the bar', () => {
+    expect(fig5dfVerdict(seeds([1.3, 1.31, 1.32])).status).toBe('not reproduced');
+    expect(fig5dfVerdict(seeds([1.0, 1.1, 1.2])).status).toBe('inconclusive');
+  });
+  it("the main fig5 figure leaves the flatten-head runs out, and the pair needs both runs", () => {
+    const runs = seeds([1.02, 1.03, 1.04]);
+    expect(fig5Figure.select!(runs)).toEqual([]);
+    expect(fig5dfFigure.select!(runs)).toHaveLength(6);
+    expect(fig5dfSeed(runs.filter((r) => r.sidecar.group === 'dist.K-FAC flatten head')).status).toBe('no data');
   });
 });

@@ -186,6 +186,8 @@ export const fig5Figure: FigureSpec = {
   paperClaim:
     'Distributed K-FAC gives a significant speed-up during the early stages of training compared to SGD+BN; the curves converge by the end of training.',
   resultsDir: 'results/fig5',
+  // the flatten-head runs are the doubly-factored comparison's (reports/figures/fig5df.ts)
+  select: (runs) => runs.filter((r) => headOf(r) !== 'flatten'),
   panels: [
     { x: 'step', y: 'train_loss', title: 'Training cross-entropy vs updates', xTitle: 'updates', yTitle: 'training cross-entropy' },
     { x: 'step', y: 'train_error', title: 'Training error vs updates', xTitle: 'updates', yTitle: 'training error' },

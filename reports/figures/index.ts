@@ -7,12 +7,13 @@ import { fig2Figure } from './fig2';
 import { fig3Figure } from './fig3';
 import { fig4Figure } from './fig4';
 import { fig5Figure } from './fig5';
+import { fig5dfFigure } from './fig5df';
 import { fig6 } from './fig6';
 import { fig7Figure } from './fig7';
 import { fig8Figure } from './fig8';
 import { updatesFigure } from './updates';
 
-export const FIGURES: FigureSpec[] = [fig2Figure, fig3Figure, fig4Figure, fig5Figure, fig6, fig7Figure, fig8Figure, updatesFigure];
+export const FIGURES: FigureSpec[] = [fig2Figure, fig3Figure, fig4Figure, fig5Figure, fig5dfFigure, fig6, fig7Figure, fig8Figure, updatesFigure];
 
 /** Looks a figure up by id; an unknown id is an error listing the known ones. */
 export function figureById(id: string): FigureSpec {
