@@ -117,7 +117,10 @@ export async function prepare(name: string, opts: CommonOptions): Promise<Prepar
   console.log(`backend: ${backend.name} (${backend.detail})`);
   const data = await openTrainData(dataCfg);
   const s = data.source;
-  console.log(`data: ${s.dataset} from ${s.origin} (${s.path}), ${data.epochSize} training / ${data.testCount} test examples${s.subset ? ` (${s.subset})` : ''}`);
+  console.log(
+    `data: ${s.dataset} from ${s.origin} (${s.path}), ${s.trainCount ?? data.epochSize} training / ${data.testCount} test examples${s.subset ? ` (${s.subset})` : ''}` +
+      (s.trainCount !== undefined && data.epochSize !== s.trainCount ? `; schedules count ${data.epochSize} examples as an epoch` : ''),
+  );
   if (dataCfg.onBadImage === 'skip') {
     console.log(
       data.skipped

@@ -19,7 +19,8 @@ export async function openTrainData(cfg: DataConfig): Promise<TrainData> {
     trainSubset: cfg.trainSubset,
     augment: cfg.name === 'cifar10' ? true : undefined,
   });
-  const epochSize = d.dataset ? d.dataset.train.count : (d.folder?.train.files.length ?? 0);
+  // what the schedules count as an epoch (DataConfig.scheduleEpoch), not necessarily the set's size
+  const epochSize = cfg.scheduleEpoch ?? (d.dataset ? d.dataset.train.count : (d.folder?.train.files.length ?? 0));
   const source = d.source;
   return {
     height: d.height,

@@ -83,7 +83,7 @@ export const fig2 = defineExperiment({
   schema: Profile,
   profiles: {
     quick: {
-      data: { name: 'fashion-mnist', trainSubset: 12000 },
+      data: { name: 'fashion-mnist', scheduleEpoch: 12000 },
       batchSize: 128,
       // 60 updates per run: about 2 s per update on 2 vCPUs (KFC conv statistics dominate), 4 runs in under 10 min
       examples: 128 * 60,

@@ -103,7 +103,7 @@ export const fig4 = defineExperiment({
   schema: Profile,
   profiles: {
     quick: {
-      data: { name: 'fashion-mnist', trainSubset: 12000 },
+      data: { name: 'fashion-mnist', scheduleEpoch: 12000 },
       model: { arch: 'alexnet', width: 0.25, fcUnits: 256, stem: 'small' },
       batchSize: 256,
       roles: { gpus: 8, inverseThreads: 1, inverse: 'async' },

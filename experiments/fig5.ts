@@ -121,7 +121,7 @@ export const fig5 = defineExperiment({
   schema: Profile,
   profiles: {
     quick: {
-      data: { name: 'fashion-mnist', trainSubset: 12000 },
+      data: { name: 'fashion-mnist', scheduleEpoch: 12000 },
       model: { arch: 'resnet', bn: true, width: 0.25, blocks: [1, 1, 1], stem: 'small' },
       batchSize: 128,
       // sized from measured steps on 2 vCPUs (README): about 10 minutes for the two runs (120 updates took 12.3 min:

@@ -66,7 +66,7 @@ export const fig7 = defineExperiment({
   schema: Profile,
   profiles: {
     quick: {
-      data: { name: 'fashion-mnist', trainSubset: 12000 },
+      data: { name: 'fashion-mnist', scheduleEpoch: 12000 },
       model: { arch: 'googlenet', bn: false, width: 0.25, stem: 'small', stages: [1, 1, 0] },
       batchSize: 128,
       // sized from measured steps on 2 vCPUs (README): about 10 minutes for the two runs

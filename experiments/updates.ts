@@ -72,7 +72,7 @@ export const updates = defineExperiment({
   schema: Profile,
   profiles: {
     quick: {
-      data: { name: 'fashion-mnist', trainSubset: 12000 },
+      data: { name: 'fashion-mnist', scheduleEpoch: 12000 },
       batchSize: 128,
       examples: 24000,
       sgd: { lr: 0.05, bnLr: 0.1 },

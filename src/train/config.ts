@@ -27,8 +27,14 @@ export const DataConfig = z.strictObject({
   dataDir: z.string().optional(),
   /** allow downloading from the official source into the user cache */
   download: z.boolean().default(false),
-  /** use only the first N training examples (keeps quick profiles identical whatever copy of the data was found) */
+  /** use only the first N training examples */
   trainSubset: z.number().int().positive().optional(),
+  /**
+   * the epoch the schedules count in, in examples ('half-epoch' decays, 'epoch' Polyak averaging; default: the
+   * training set's size): the quick profiles fix it at 12,000 so that they train on the same schedule on the
+   * embedded 12,000-image subset and on the full 60,000 (only the pool the batches are drawn from differs)
+   */
+  scheduleEpoch: z.number().int().positive().optional(),
   /** ImageNet folders: input resolution and resize-before-crop size */
   imageSize: z.number().int().min(8).max(512).optional(),
   resizeTo: z.number().int().min(8).max(1024).optional(),
