@@ -85,8 +85,9 @@ export const fig2 = defineExperiment({
     quick: {
       data: { name: 'fashion-mnist', scheduleEpoch: 12000 },
       batchSize: 128,
-      // 60 updates per run: about 2 s per update on 2 vCPUs (KFC conv statistics dominate), 4 runs in under 10 min
-      examples: 128 * 60,
+      // 120 updates per run (the inverses go stale by many updates in the async runs): 0.2–0.3 s per update on the
+      // native engine, 4 runs × 3 seeds in about 6 min
+      examples: 128 * 120,
       kfac: { conv: 'kfc', damping: 0.1, statsBatch: 16 },
       evals: 3,
       logEvery: 5,
