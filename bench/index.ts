@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --only backend,models,data,linalg,kfac,distributed,redis]
+ * npm run bench [-- --only backend,models,data,linalg,kfac,distributed,redis,profile]
  *
  * Every speed figure of the project, measured in one run and printed as tables (ratios are what to compare: this
  * machine is noisy).
@@ -10,6 +10,7 @@ import { benchDistributed } from './distributed';
 import { benchLinalg } from './linalg';
 import { benchKfac } from './kfac';
 import { benchModels } from './models';
+import { benchProfile } from './profile';
 import { benchRedis } from './redis';
 
 const sections: Record<string, () => Promise<unknown>> = {
@@ -20,6 +21,7 @@ const sections: Record<string, () => Promise<unknown>> = {
   kfac: () => benchKfac(),
   distributed: () => benchDistributed(),
   redis: () => benchRedis(),
+  profile: () => benchProfile(),
 };
 
 const onlyArg = process.argv.indexOf('--only');

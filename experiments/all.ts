@@ -73,7 +73,7 @@ async function main(argv: string[]) {
     .addOption(new Option('--on-bad-image <policy>', 'image folders: stop at an unreadable image (default) or skip and count it').choices(['stop', 'skip']))
     .option('--results <dir>', 'results root (default ./results)')
     .option('--resume', 'continue unfinished runs from their checkpoints')
-    .option('--seeds <n>', 'seeds per run of every figure (default 3 at quick, 1 at paper)')
+    .option('--seeds <n>', "seeds per run of every figure (default: each experiment's own, 3 at quick unless it asks for more, 1 at paper)")
     .option('--set <key=value...>', "override a setting in every experiment's profile (each validates it)")
     .exitOverride();
   program.parse(argv, { from: 'user' });
@@ -95,7 +95,8 @@ async function main(argv: string[]) {
   if (o.onBadImage) pass.push('--on-bad-image', o.onBadImage);
   if (o.results) pass.push('--results', o.results);
   if (o.resume) pass.push('--resume');
-  pass.push('--seeds', String(parseSeeds(o.seeds, o.profile)));
+  // without --seeds each experiment takes its own default (3 at quick unless it asks for more)
+  if (o.seeds !== undefined) pass.push('--seeds', String(parseSeeds(o.seeds, o.profile)));
   for (const s of o.set ?? []) pass.push('--set', s);
   // a password in --redis goes to the children in DKFAC_REDIS_PASSWORD, not on their command lines
   if (o.redis) o.redis = takePassword(o.redis);

@@ -36,16 +36,16 @@ async function main(argv: string[]) {
         .command('run <experiment>')
         .description('run one experiment')
         .option('--only <runs>', 'comma-separated run ids to train (default all)')
-        .option('--seeds <n>', 'train every run with this many seeds (init, data order, sampled targets): default 3 at quick, 1 at paper')
+        .option('--seeds <n>', 'train every run with this many seeds (init, data order, sampled targets): default 3 at quick (an experiment may ask for more), 1 at paper')
         .option('--no-report', 'skip regenerating the report')
         .option('--resume', 'skip finished runs; continue unfinished ones from their checkpoints'),
     ),
   ).action(async (name: string, o: CommonOptions & DistOptions & { only?: string; seeds?: string; report: boolean; resume?: boolean }) => {
     installStopHandlers();
-    const seeds = parseSeeds(o.seeds, o.profile);
     // before any work: a Redis that cannot be used is a clear error here
     const dist = await resolveDistOptions(o);
     const p = await prepare(name, o);
+    const seeds = parseSeeds(o.seeds, o.profile, p.experiment);
     const tuned = readTuned(p.root, p.experiment, p.profileName);
     for (const method of p.experiment.tunable ?? ['sgd+bn']) {
       const t = tuned[method];

@@ -187,8 +187,8 @@ export function seededRunId(run: string, seed: number): string {
  * Checks `--seeds`: a whole number from 1 to 100; unset, 3 at the quick profile (the fewest that give a 95 % interval
  * any width short of the whole line) and 1 at the paper profile (one paper run takes days on a GPU cluster).
  */
-export function parseSeeds(value: string | undefined, profile: string): number {
-  if (value === undefined) return profile === 'paper' ? 1 : 3;
+export function parseSeeds(value: string | undefined, profile: string, experiment?: Pick<Experiment, 'seeds'>): number {
+  if (value === undefined) return experiment?.seeds?.[profile as 'quick' | 'paper'] ?? (profile === 'paper' ? 1 : 3);
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > 100) throw new ConfigError(`--seeds: '${value}' is not a whole number from 1 to 100`);
   return n;

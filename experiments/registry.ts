@@ -60,6 +60,11 @@ export interface Experiment<S extends z.ZodType = z.ZodType> {
   alsoFigures?: string[];
   schema: S;
   profiles: { quick: z.input<S>; paper: z.input<S> };
+  /**
+   * seeds per run when --seeds is not given, by profile (default 3 at quick, 1 at paper): more where the quick
+   * profile's seed-to-seed spread needs them to decide the claim (Figure 7's time per update)
+   */
+  seeds?: Partial<Record<'quick' | 'paper', number>>;
   data(p: z.infer<S>): z.input<typeof DataConfig>;
   /** every run of the figure; `tuned` holds the grid's choices by method (absent where not run) */
   runs(p: z.infer<S>, tuned: Partial<Record<string, TunedSettings>>): PlannedRun[];

@@ -17,7 +17,9 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { parse } from 'csv-parse/sync';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parseSeeds } from '../experiments/common';
 import { openTrainData } from '../experiments/data';
+import { loadExperiments } from '../experiments/registry';
 import { initBackend } from '../src/backend';
 import type { KfacOptimizer } from '../src/kfac/optimizer';
 import { buildModel } from '../src/nn/zoo';
@@ -140,5 +142,17 @@ describe('exp run --seeds and the K-FAC grid, end to end', () => {
     expect(b.stdout).toContain('kfac-bz32-s3.csv');
     expect(side(3).seed).toBe(3);
     expect(existsSync(join(dir, 'kfac-bz32-s3.csv'))).toBe(true);
+  });
+});
+
+describe('seeds per run by default', () => {
+  it('3 at quick and 1 at paper, unless the experiment asks for more; --seeds always wins; bad values are errors', async () => {
+    expect(parseSeeds(undefined, 'quick')).toBe(3);
+    expect(parseSeeds(undefined, 'paper')).toBe(1);
+    const fig7 = (await loadExperiments()).get('fig7')!;
+    expect(parseSeeds(undefined, 'quick', fig7)).toBe(5);
+    expect(parseSeeds(undefined, 'paper', fig7)).toBe(1);
+    expect(parseSeeds('2', 'quick', fig7)).toBe(2);
+    expect(() => parseSeeds('0', 'quick', fig7)).toThrow(/--seeds: '0' is not a whole number/);
   });
 });

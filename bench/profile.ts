@@ -1,0 +1,117 @@
+/**
+ * npm run bench -- --only profile
+ *
+ * Where a training step's time goes, SGD beside K-FAC on the same model and batch: the step split by phase (the
+ * optimizer's hooks timed around their calls: gradient + joint statistics, statistics folding, preconditioning, the
+ * rest of the update) and by tfjs kernel (tf.profile's per-kernel times, summed over the profiled steps). Work done
+ * outside tfjs kernels (the addon's K-FAC calls on data read back, JavaScript) shows as the row 'outside kernels'.
+ * This is the table to read before moving a kernel to the native engine.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/backend';
+import { parseConfig, RunConfig } from '../src/train/config';
+import { makeOptimizer, type OptimizerParts, Trainer } from '../src/train/trainer';
+import { buildModel } from '../src/nn/zoo';
+import { QUICK_MODELS } from './models';
+
+function batchOf(bz: number, input: [number, number, number]) {
+  const per = input[0] * input[1] * input[2];
+  return {
+    images: new Float32Array(bz * per).map((_, i) => Math.sin(i * 0.37)),
+    labels: new Int32Array(bz).map((_, i) => i % 10),
+    shape: [bz, ...input] as [number, number, number, number],
+  };
+}
+
+/** Wraps `obj[key]` so that its calls' wall time adds to `into[label]` (returned functions' calls too, via `wrapResult`). */
+function timeMethod<T extends object>(obj: T, key: keyof T, label: string, into: Map<string, number>, wrapResult?: (r: unknown) => void) {
+  const f = obj[key] as unknown as (...a: unknown[]) => unknown;
+  if (typeof f !== 'function') return;
+  (obj as Record<string, unknown>)[key as string] = (...a: unknown[]) => {
+    const t0 = performance.now();
+    try {
+      const r = f.apply(obj, a);
+      if (wrapResult && r) wrapResult(r);
+      return r;
+    } finally {
+      into.set(label, (into.get(label) ?? 0) + performance.now() - t0);
+    }
+  };
+}
+
+interface Profile {
+  stepMs: number;
+  phases: Map<string, number>;
+  kernels: Map<string, { ms: number; calls: number }>;
+}
+
+async function profileSteps(parts: OptimizerParts, tr: Trainer, b: ReturnType<typeof batchOf>, steps: number): Promise<Profile> {
+  const phases = new Map<string, number>();
+  timeMethod(parts.preconditioner, 'precondition', 'precondition', phases);
+  timeMethod(parts, 'observe', 'observe (stats pass, inverse refresh)', phases);
+  timeMethod(parts, 'jointStatistics', 'joint statistics: plan', phases, (j) => timeMethod(j as { fold: () => void }, 'fold', 'joint statistics: fold (Gram, EMA)', phases));
+  const kernels = new Map<string, { ms: number; calls: number }>();
+  let stepMs = 0;
+  const info = await tf.profile(() => {
+    const t0 = performance.now();
+    for (let i = 0; i < steps; i++) tr.trainStep(b);
+    stepMs = (performance.now() - t0) / steps;
+  });
+  for (const k of info.kernels) {
+    const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+    const e = kernels.get(k.name) ?? { ms: 0, calls: 0 };
+    e.ms += ms / steps;
+    e.calls += 1 / steps;
+    kernels.set(k.name, e);
+  }
+  for (const [k, v] of phases) phases.set(k, v / steps);
+  return { stepMs, phases, kernels };
+}
+
+export async function benchProfile(steps = 10) {
+  const backend = await initBackend();
+  const bz = 128;
+  const m = QUICK_MODELS[0];
+  const variants: [string, object][] = [
+    ['sgd', { kind: 'sgd', lr: 0.01 }],
+    ['kfac cheap, whole batch', { kind: 'kfac', conv: 'cheap', inverseEvery: 20, damping: 0.1 }],
+    ['kfac kfc, ¼ batch', { kind: 'kfac', conv: 'kfc', inverseEvery: 20, damping: 0.1, statsBatch: bz / 4 }],
+  ];
+  const profiles: [string, Profile][] = [];
+  for (const [name, opt] of variants) {
+    const cfg = parseConfig(
+      RunConfig,
+      { label: name, run: 'bench', method: name, batchSize: bz, examples: bz * steps, bnChunk: m.bnChunk, model: m.model, optimizer: opt },
+      'bench run',
+    );
+    const model = buildModel(cfg.model, m.input, 10, 0);
+    const parts = makeOptimizer(cfg, model, { epochSize: 60000 });
+    const tr = new Trainer(model, parts, cfg, 0.99);
+    const b = batchOf(bz, m.input);
+    tr.trainStep(b);
+    tr.trainStep(b); // warm-up: primitives, first inverses
+    profiles.push([name, await profileSteps(parts, tr, b, steps)]);
+    tr.dispose();
+    model.dispose();
+  }
+  const base = profiles[0]![1].stepMs;
+  console.log(`\n## Step profile: ${m.name}, batch ${bz}, backend ${backend.name}, mean of ${steps} profiled steps (ms per step; profiling adds a little per kernel)`);
+  console.table(profiles.map(([n, p]) => ({ optimizer: n, 'ms/step': p.stepMs.toFixed(1), 'ratio to SGD': (p.stepMs / base).toFixed(2), ...Object.fromEntries([...p.phases].map(([k, v]) => [k, v.toFixed(1)])) })));
+  const names = new Set(profiles.flatMap(([, p]) => [...p.kernels.keys()]));
+  const rows = [...names].map((k) => {
+    const r: Record<string, string> = { kernel: k };
+    for (const [n, p] of profiles) {
+      const e = p.kernels.get(k);
+      r[`${n} ms`] = e ? e.ms.toFixed(2) : '';
+      r[`${n} calls`] = e ? e.calls.toFixed(0) : '';
+    }
+    return r;
+  });
+  const total = (p: Profile) => [...p.kernels.values()].reduce((a, e) => a + e.ms, 0);
+  const key = `${profiles[1]![0]} ms`;
+  rows.sort((a, b) => Number(b[key] || 0) - Number(a[key] || 0));
+  const outside: Record<string, string> = { kernel: 'outside kernels' };
+  for (const [n, p] of profiles) outside[`${n} ms`] = (p.stepMs - total(p)).toFixed(2);
+  console.log('\n### by kernel (sorted by the K-FAC cheap column; top 25)');
+  console.table([...rows.slice(0, 25), outside]);
+}
