@@ -1,10 +1,15 @@
 /**
  * The native engine's K-FAC bookkeeping (native/src/kfac.cc) against the TypeScript passes it replaces: the same
- * bits for the factor moments and the moving-average fold, the same verdict of the finiteness check.
+ * bits for the factor moments and the moving-average fold, the same verdict of the finiteness check; and its Gram
+ * kernel (OpenBLAS ssyrk, native/src/linalg.cc) against XᵀX summed in float64 here, and the factors it feeds against
+ * the same factors on the plain wasm engine.
  */
-import { describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../src/backend';
+import { GRAM_KERNEL, hasKernel } from '../src/backend/fused-ops';
 import { loadNative } from '../src/backend/native';
-import { momentFromGramTs } from '../src/kfac/factors';
+import { denseFactors, momentFromGramTs } from '../src/kfac/factors';
 import { mulberry32 } from '../src/linalg/random';
 
 const addon = loadNative();
@@ -47,5 +52,63 @@ describe.skipIf(!addon)('native K-FAC bookkeeping (skipped: the addon is not bui
       }
     }
     expect(addon!.allFinite(new Float64Array(0))).toBe(true);
+  });
+});
+
+describe.skipIf(!addon)('the native Gram kernel (skipped: the addon is not built)', () => {
+  afterAll(async () => {
+    await initBackend();
+  });
+  const r = mulberry32(11);
+  it.each([
+    [1, 1],
+    [5, 3],
+    [37, 33],
+    [128, 1025],
+    [4099, 75],
+    [0, 6],
+  ])('XᵀX of a [%i, %i] matrix equals the float64 sum to 1e-5 relative, exactly symmetric', async (rows, K) => {
+    await initBackend('native');
+    expect(hasKernel(GRAM_KERNEL)).toBe(true);
+    const x = Float32Array.from({ length: rows * K }, () => 2 * r() - 1);
+    const g = tf.tidy(() => tf.engine().runKernel(GRAM_KERNEL, { x: tf.tensor2d(x, [rows, K]) }, {}) as tf.Tensor2D);
+    expect(g.shape).toEqual([K, K]);
+    const got = g.dataSync();
+    g.dispose();
+    let worst = 0;
+    let asym = 0;
+    for (let i = 0; i < K; i++) {
+      for (let j = 0; j < K; j++) {
+        let want = 0;
+        let scale = 0;
+        for (let n = 0; n < rows; n++) {
+          want += x[n * K + i]! * x[n * K + j]!;
+          scale += Math.abs(x[n * K + i]! * x[n * K + j]!);
+        }
+        worst = Math.max(worst, Math.abs(got[i * K + j]! - want) / Math.max(scale, 1e-30));
+        if (got[i * K + j] !== got[j * K + i]) asym++;
+      }
+    }
+    expect(worst).toBeLessThan(1e-5);
+    expect(asym).toBe(0);
+  });
+  it("a dense layer's factors are the same on the native engine as on wasm (matMul), to 1e-5", async () => {
+    const a = Float32Array.from({ length: 64 * 40 }, () => 2 * r() - 1);
+    const ds = Float32Array.from({ length: 64 * 12 }, () => 2 * r() - 1);
+    const factors = async (engine: 'native' | 'wasm') => {
+      await initBackend(engine);
+      expect(hasKernel(GRAM_KERNEL)).toBe(engine === 'native');
+      const [ta, td] = [tf.tensor2d(a, [64, 40]), tf.tensor2d(ds, [64, 12])];
+      const f = denseFactors(ta, td, true);
+      tf.dispose([ta, td]);
+      return f;
+    };
+    const w = await factors('wasm');
+    const n = await factors('native');
+    for (const k of ['A', 'G'] as const) {
+      expect(n[k].length).toBe(w[k].length);
+      const scale = Math.max(...Array.from(w[k], Math.abs));
+      n[k].forEach((v, i) => expect(Math.abs(v - w[k][i]!) / scale, `${k}[${i}]`).toBeLessThan(1e-5));
+    }
   });
 });

@@ -108,5 +108,6 @@ Napi::Value Tile(const Napi::CallbackInfo& info);
 Napi::Value SpdInverseF64(const Napi::CallbackInfo& info);
 Napi::Value SymEigF64(const Napi::CallbackInfo& info);
 Napi::Value LinalgThreads(const Napi::CallbackInfo& info);
+Napi::Value Gram(const Napi::CallbackInfo& info);
 
 }  // namespace dk

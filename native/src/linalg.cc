@@ -38,6 +38,8 @@ void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* inf
 void dpotri_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w, double* work,
              const int* lwork, int* iwork, const int* liwork, int* info);
+void ssyrk_(const char* uplo, const char* trans, const int* n, const int* k, const float* alpha, const float* a,
+            const int* lda, const float* beta, float* c, const int* ldc);
 void openblas_set_num_threads(int n);
 int openblas_get_parallel(void);
 }
@@ -205,6 +207,36 @@ Napi::Value SymEigF64(const Napi::CallbackInfo& info) {
   // Column-major Z (column j = vector j) is row-major Zᵀ: transpose so that columns are the vectors.
   if (infoE == 0) transposeSquare(z, n);
   return Napi::Number::New(env, infoE);
+}
+
+// gram(heap, x, out, rows, K): out = XᵀX for a row-major [rows, K] float32 X on the wasm heap, into a K×K output,
+// with BLAS's symmetric rank-k update (ssyrk: half the multiply-adds of a general product, the K-FAC factors' Gram
+// matrices XᵀX being symmetric), then the computed triangle mirrored so that the output is the whole matrix, as the
+// general product gives it. Row-major X is column-major Xᵀ (K×rows, lda K), so C = XᵀX is ssyrk's 'N' product of
+// that matrix; its upper triangle in column-major is our lower one. Same threads and lock as the LAPACK calls.
+Napi::Value Gram(const Napi::CallbackInfo& info) {
+  auto heap = info[0].As<Napi::ArrayBuffer>();
+  const float* x = heapF32(heap, info[1]);
+  float* out = heapF32(heap, info[2]);
+  const int64_t rows = static_cast<int64_t>(info[3].As<Napi::Number>().DoubleValue());
+  const int64_t K = static_cast<int64_t>(info[4].As<Napi::Number>().DoubleValue());
+  if (rows < 0 || K <= 0 || K > kMaxOrder || rows > std::numeric_limits<int>::max()) {
+    throw Napi::Error::New(info.Env(), "gram: sizes out of range");
+  }
+  if (rows == 0) {
+    std::fill(out, out + K * K, 0.0f);
+    return info.Env().Undefined();
+  }
+  {
+    LapackGuard guard;
+    const int n = static_cast<int>(K), k = static_cast<int>(rows);
+    const float one = 1.0f, zero = 0.0f;
+    ssyrk_("U", "N", &n, &k, &one, x, &n, &zero, out, &n);
+  }
+  for (int64_t i = 0; i < K; i++) {
+    for (int64_t j = i + 1; j < K; j++) out[i * K + j] = out[j * K + i];
+  }
+  return info.Env().Undefined();
 }
 
 // linalgThreads(k?: number) → the OpenBLAS thread count of these calls (after setting it to k when given).

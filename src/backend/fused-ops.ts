@@ -7,7 +7,7 @@
  *   differentiating through moments, which took ~30 kernels per layer. Kernels `DkfacBatchNorm` /
  *   `DkfacBatchNormGrad` when registered for the active backend, else the same maths in tf ops.
  * - `DkfacPatches` / `DkfacPatchSums` (src/kfac/factors.ts `extractPatches`, `patchSums`): every conv patch, or the
- *   per-example sum of the patches, in one kernel where registered.
+ *   per-example sum of the patches, in one kernel where registered; `DkfacGram` (`gram`): the factors' XᵀX.
  * - `registerReluGradFix`: Relu's gradient as one `DkfacReluGrad` kernel where registered (tfjs's own is
  *   Cast + Step + Multiply); other backends keep tfjs's gradient.
  */
@@ -20,6 +20,12 @@ export const RELU_GRAD_KERNEL = 'DkfacReluGrad';
 export const PATCHES_KERNEL = 'DkfacPatches';
 /** Per-example sums of the conv patches for the cheap Appendix-A factors: inputs {x}, attrs as DkfacPatches. */
 export const PATCH_SUMS_KERNEL = 'DkfacPatchSums';
+
+/**
+ * The Gram matrix XᵀX of a [rows, K] matrix for K-FAC's factors: inputs {x}, output [K, K]. The native engine runs
+ * it as BLAS's symmetric rank-k update (half a general product's multiply-adds); elsewhere it is tf.matMul(x, x, true).
+ */
+export const GRAM_KERNEL = 'DkfacGram';
 
 /** Whether the active backend has a kernel registered under `name`. */
 export function hasKernel(name: string): boolean {

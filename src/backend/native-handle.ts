@@ -50,6 +50,8 @@ export interface NativeAddon {
   spdInverseF64(a: Float64Array, n: number, pivotTol: number): null | { pivot: number; value: number };
   /** values ascending, eigenvectors as the columns of row-major `vectors`; returns LAPACK's info (0: converged). */
   symEigF64(a: Float64Array, n: number, values: Float64Array, vectors: Float64Array): number;
+  /** XᵀX of a row-major float32 [rows, K] matrix on the wasm heap into a K×K output (ssyrk, mirrored). */
+  gram(heap: ArrayBuffer, x: number, out: number, rows: number, K: number): void;
   /** OpenBLAS threads per LAPACK call (default 1), after setting it to k when given. */
   linalgThreads(k?: number): number;
 }

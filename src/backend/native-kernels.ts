@@ -13,7 +13,7 @@
  * process.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_KERNEL, PATCH_SUMS_KERNEL, PATCHES_KERNEL, RELU_GRAD_KERNEL } from './fused-ops';
+import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_KERNEL, GRAM_KERNEL, PATCH_SUMS_KERNEL, PATCHES_KERNEL, RELU_GRAD_KERNEL } from './fused-ops';
 import { findKernel, replaceKernel } from './kernel-util';
 import { middleReduction } from './wasm-loops';
 import type { NativeAddon } from './native-handle';
@@ -247,6 +247,17 @@ function nativeKernels(addon: NativeAddon, fallback: Fallbacks): Record<string, 
       return out;
     };
 
+  // XᵀX of a float32 [rows, K] matrix (K-FAC's factors): OpenBLAS ssyrk, then the triangle mirrored (linalg.cc)
+  const gram: tf.KernelFunc = (args) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    if (x.shape.length !== 2 || x.dtype !== 'float32') throw new Error(`${GRAM_KERNEL}: expects a float32 [rows, K] matrix, got ${x.dtype} [${x.shape}]`);
+    const [rows, K] = x.shape as [number, number];
+    const be = args.backend;
+    const out = makeOutput(be, [K, K]);
+    if (K > 0) addon.gram(heapOf(be), offsetOf(be, x), offsetOf(be, out), rows, K);
+    return out;
+  };
+
   const bnDims = (x: tf.TensorInfo, chunks: number) => {
     const C = x.shape[x.shape.length - 1]!;
     return Int32Array.from([chunks, size(x.shape) / chunks / C, C]);
@@ -399,6 +410,7 @@ function nativeKernels(addon: NativeAddon, fallback: Fallbacks): Record<string, 
     [RELU_GRAD_KERNEL]: reluGrad,
     [PATCHES_KERNEL]: patchKernel(false),
     [PATCH_SUMS_KERNEL]: patchKernel(true),
+    [GRAM_KERNEL]: gram,
     Conv2D: conv2d,
     FusedConv2D: fusedConv2d,
     Conv2DBackpropInput: conv2dBackpropInput,
@@ -431,10 +443,11 @@ export const NATIVE_KERNELS = [
   RELU_GRAD_KERNEL,
   PATCHES_KERNEL,
   PATCH_SUMS_KERNEL,
+  GRAM_KERNEL,
 ] as const;
 
 /** The kernels of NATIVE_KERNELS that only the native engine has (no wasm kernel to fall back to or restore). */
-const NATIVE_ONLY: readonly string[] = [BATCH_NORM_KERNEL, BATCH_NORM_GRAD_KERNEL, RELU_GRAD_KERNEL, PATCHES_KERNEL, PATCH_SUMS_KERNEL];
+const NATIVE_ONLY: readonly string[] = [BATCH_NORM_KERNEL, BATCH_NORM_GRAD_KERNEL, RELU_GRAD_KERNEL, PATCHES_KERNEL, PATCH_SUMS_KERNEL, GRAM_KERNEL];
 
 /** The wasm registrations the native kernels replaced (restored by `disableNativeKernels`). */
 const replaced = new Map<string, tf.KernelConfig>();

@@ -15,7 +15,7 @@
  *  - batch-norm scale/shift  F̂ = E_n[g gᵀ], g = [Σ_sp ds·x̂ ; Σ_sp ds]                            [P §6.2.1, App. C]
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasKernel, PATCH_SUMS_KERNEL, PATCHES_KERNEL } from '../backend/fused-ops';
+import { GRAM_KERNEL, hasKernel, PATCH_SUMS_KERNEL, PATCHES_KERNEL } from '../backend/fused-ops';
 import { nativeAddon } from '../backend/native-handle';
 import type { Padding } from '../nn/layers';
 import { topSingularPairs } from '../linalg';
@@ -130,8 +130,9 @@ export function momentFromGramTs(data: Float32Array, gOff: number, cOff: number,
   return out;
 }
 
-/** XᵀX of a [rows, K] matrix. */
+/** XᵀX of a [rows, K] matrix (one symmetric rank-k update where the engine registers `DkfacGram`). */
 function gram(x: tf.Tensor2D): tf.Tensor2D {
+  if (hasKernel(GRAM_KERNEL)) return tf.engine().runKernel(GRAM_KERNEL, { x }, {}) as tf.Tensor2D;
   return tf.matMul(x, x, true, false);
 }
 
