@@ -3,15 +3,15 @@
  *
  * Where a training step's time goes, SGD beside K-FAC on the same model and batch: the step split by phase (the
  * optimizer's hooks timed around their calls: gradient + joint statistics, statistics folding, preconditioning, the
- * rest of the update) and by tfjs kernel (tf.profile's per-kernel times, summed over the profiled steps). Work done
+ * rest of the update) and by tfjs kernel (top-level kernels' self time, bench/backend.ts, over the profiled steps). Work
  * outside tfjs kernels (the addon's K-FAC calls on data read back, JavaScript) shows as the row 'outside kernels'.
  * This is the table to read before moving a kernel to the native engine.
  */
-import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend';
 import { parseConfig, RunConfig } from '../src/train/config';
 import { makeOptimizer, type OptimizerParts, Trainer } from '../src/train/trainer';
 import { buildModel } from '../src/nn/zoo';
+import { profileTopLevelKernels } from './backend';
 import { QUICK_MODELS } from './models';
 
 function batchOf(bz: number, input: [number, number, number]) {
@@ -45,25 +45,19 @@ interface Profile {
   kernels: Map<string, { ms: number; calls: number }>;
 }
 
-async function profileSteps(parts: OptimizerParts, tr: Trainer, b: ReturnType<typeof batchOf>, steps: number): Promise<Profile> {
+function profileSteps(parts: OptimizerParts, tr: Trainer, b: ReturnType<typeof batchOf>, steps: number): Profile {
   const phases = new Map<string, number>();
   timeMethod(parts.preconditioner, 'precondition', 'precondition', phases);
   timeMethod(parts, 'observe', 'observe (stats pass, inverse refresh)', phases);
   timeMethod(parts, 'jointStatistics', 'joint statistics: plan', phases, (j) => timeMethod(j as { fold: () => void }, 'fold', 'joint statistics: fold (Gram, EMA)', phases));
-  const kernels = new Map<string, { ms: number; calls: number }>();
   let stepMs = 0;
-  const info = await tf.profile(() => {
+  const stats = profileTopLevelKernels(() => {
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) tr.trainStep(b);
     stepMs = (performance.now() - t0) / steps;
   });
-  for (const k of info.kernels) {
-    const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
-    const e = kernels.get(k.name) ?? { ms: 0, calls: 0 };
-    e.ms += ms / steps;
-    e.calls += 1 / steps;
-    kernels.set(k.name, e);
-  }
+  const kernels = new Map<string, { ms: number; calls: number }>();
+  for (const [k, e] of stats) kernels.set(k, { ms: e.ms / steps, calls: e.calls / steps });
   for (const [k, v] of phases) phases.set(k, v / steps);
   return { stepMs, phases, kernels };
 }
@@ -90,12 +84,12 @@ export async function benchProfile(steps = 10) {
     const b = batchOf(bz, m.input);
     tr.trainStep(b);
     tr.trainStep(b); // warm-up: primitives, first inverses
-    profiles.push([name, await profileSteps(parts, tr, b, steps)]);
+    profiles.push([name, profileSteps(parts, tr, b, steps)]);
     tr.dispose();
     model.dispose();
   }
   const base = profiles[0]![1].stepMs;
-  console.log(`\n## Step profile: ${m.name}, batch ${bz}, backend ${backend.name}, mean of ${steps} profiled steps (ms per step; profiling adds a little per kernel)`);
+  console.log(`\n## Step profile: ${m.name}, batch ${bz}, backend ${backend.name}, mean of ${steps} profiled steps (ms per step)`);
   console.table(profiles.map(([n, p]) => ({ optimizer: n, 'ms/step': p.stepMs.toFixed(1), 'ratio to SGD': (p.stepMs / base).toFixed(2), ...Object.fromEntries([...p.phases].map(([k, v]) => [k, v.toFixed(1)])) })));
   const names = new Set(profiles.flatMap(([, p]) => [...p.kernels.keys()]));
   const rows = [...names].map((k) => {
