@@ -14,13 +14,25 @@ import { makeOptimizer, Trainer } from '../src/train/trainer';
 import { QUICK_MODELS } from './models';
 import * as tf from '@tensorflow/tfjs';
 
-function batchOf(bz: number, input: [number, number, number]) {
+export function batchOf(bz: number, input: [number, number, number]) {
   const per = input[0] * input[1] * input[2];
   return {
     images: new Float32Array(bz * per).map((_, i) => Math.sin(i * 0.37)),
     labels: new Int32Array(bz).map((_, i) => i % 10),
     shape: [bz, ...input] as [number, number, number, number],
   };
+}
+
+/** A Trainer of one quick model with the optimizer `opt` (a RunConfig optimizer), as the K-FAC benches time it. */
+export function benchTrainer(m: (typeof QUICK_MODELS)[number], bz: number, steps: number, name: string, opt: object) {
+  const cfg = parseConfig(
+    RunConfig,
+    { label: name, run: 'bench', method: name, batchSize: bz, examples: bz * steps, bnChunk: m.bnChunk, model: m.model, optimizer: opt },
+    'bench run',
+  );
+  const model = buildModel(cfg.model, m.input, 10, 0);
+  const parts = makeOptimizer(cfg, model, { epochSize: 60000 });
+  return { model, parts, trainer: new Trainer(model, parts, cfg, 0.99), batch: batchOf(bz, m.input) };
 }
 
 export async function benchKfac(steps = 20) {
@@ -39,14 +51,7 @@ export async function benchKfac(steps = 20) {
       ['kfac-cheap (stats: separate forward)', { kind: 'kfac', conv: 'cheap', inverseEvery: 20, damping: 0.1, sharedForward: false }],
     ];
     for (const [name, opt] of optimizers) {
-      const cfg = parseConfig(
-        RunConfig,
-        { label: name, run: 'bench', method: name, batchSize: bz, examples: bz * steps, bnChunk: m.bnChunk, model: m.model, optimizer: opt },
-        'bench run',
-      );
-      const model = buildModel(cfg.model, m.input, 10, 0);
-      const tr = new Trainer(model, makeOptimizer(cfg, model, { epochSize: 60000 }), cfg, 0.99);
-      const b = batchOf(bz, m.input);
+      const { model, trainer: tr, batch: b } = benchTrainer(m, bz, steps, name, opt);
       tr.trainStep(b); // warm-up (and K-FAC's first inverses)
       const t0 = performance.now();
       for (let i = 0; i < steps; i++) tr.trainStep(b);

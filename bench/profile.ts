@@ -8,20 +8,10 @@
  * This is the table to read before moving a kernel to the native engine.
  */
 import { initBackend } from '../src/backend';
-import { parseConfig, RunConfig } from '../src/train/config';
-import { makeOptimizer, type OptimizerParts, Trainer } from '../src/train/trainer';
-import { buildModel } from '../src/nn/zoo';
+import type { OptimizerParts, Trainer } from '../src/train/trainer';
 import { profileTopLevelKernels } from './backend';
+import { type batchOf, benchTrainer } from './kfac';
 import { QUICK_MODELS } from './models';
-
-function batchOf(bz: number, input: [number, number, number]) {
-  const per = input[0] * input[1] * input[2];
-  return {
-    images: new Float32Array(bz * per).map((_, i) => Math.sin(i * 0.37)),
-    labels: new Int32Array(bz).map((_, i) => i % 10),
-    shape: [bz, ...input] as [number, number, number, number],
-  };
-}
 
 /** Wraps `obj[key]` so that its calls' wall time adds to `into[label]` (returned functions' calls too, via `wrapResult`). */
 function timeMethod<T extends object>(obj: T, key: keyof T, label: string, into: Map<string, number>, wrapResult?: (r: unknown) => void) {
@@ -73,15 +63,7 @@ export async function benchProfile(steps = 10) {
   ];
   const profiles: [string, Profile][] = [];
   for (const [name, opt] of variants) {
-    const cfg = parseConfig(
-      RunConfig,
-      { label: name, run: 'bench', method: name, batchSize: bz, examples: bz * steps, bnChunk: m.bnChunk, model: m.model, optimizer: opt },
-      'bench run',
-    );
-    const model = buildModel(cfg.model, m.input, 10, 0);
-    const parts = makeOptimizer(cfg, model, { epochSize: 60000 });
-    const tr = new Trainer(model, parts, cfg, 0.99);
-    const b = batchOf(bz, m.input);
+    const { model, parts, trainer: tr, batch: b } = benchTrainer(m, bz, steps, name, opt);
     tr.trainStep(b);
     tr.trainStep(b); // warm-up: primitives, first inverses
     profiles.push([name, profileSteps(parts, tr, b, steps)]);
