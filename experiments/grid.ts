@@ -178,6 +178,8 @@ async function main(argv: string[]) {
     const jobs = Math.max(1, Math.floor(Number(o.jobs)));
     if (!Number.isFinite(jobs)) throw new ConfigError(`--jobs: '${o.jobs}' is not a number`);
     const points = gridPoints(method, batches, axes);
+    // every point's run is planned here first, so a setting the experiment rejects stops the grid before any training
+    for (const p of points) e.gridRun(profile, p);
     const root = resultsRoot(o);
     const dir = join(root, 'grid', name);
     const runsDir = join(dir, 'runs');

@@ -120,4 +120,12 @@ describe('grid', () => {
     expect(g.optimizer).toMatchObject({ damping: 0.03, stepSize: { rule: 'kl', c0: 0.01 } });
     expect(() => withKfacTunables({ stepSize: { rule: 'lr', lr: 0.1 } }, { c0: 0.01 }, 'kfac-lr')).toThrow(/c0 tunes the KL step-size rule/);
   });
+  it("refuses a K-FAC line the profile's model does not have (Figure 5's ResNet with batch norm: 'kfac+bn', not 'kfac')", async () => {
+    const e = await getExperiment('fig5');
+    const p = resolveProfile(e, 'quick');
+    expect(e.gridRun!(p, { method: 'kfac+bn', batchSize: 128, damping: 0.3 }).optimizer).toMatchObject({ damping: 0.3 });
+    expect(() => e.gridRun!(p, { method: 'kfac', batchSize: 128, damping: 0.3 })).toThrow(/has batch norm, so its K-FAC line is 'kfac\+bn': tune --method kfac\+bn/);
+    const noBn = resolveProfile(e, 'quick', ['model.bn=false']);
+    expect(() => e.gridRun!(noBn, { method: 'kfac+bn', batchSize: 128, damping: 0.3 })).toThrow(/has no batch norm, so its K-FAC line is 'kfac'/);
+  });
 });
