@@ -10,7 +10,7 @@
  * gradient shards are computed in-line one after another (their measured costs feed the simulated clock, which runs
  * them in parallel on N workers), and the inverses really run on a worker thread.
  *
- * quick: Fashion-MNIST 28×28 (or CIFAR-10 with --set data.name="cifar10" when present), batch 128, 60 updates per run.
+ * quick: Fashion-MNIST 28×28 (or CIFAR-10 with --set data.name="cifar10" when present), batch 128, 120 updates per run.
  */
 import { z } from 'zod';
 import type { DistConfigInput } from '../src/distributed/server';
@@ -85,8 +85,9 @@ export const fig2 = defineExperiment({
     quick: {
       data: { name: 'fashion-mnist', scheduleEpoch: 12000 },
       batchSize: 128,
-      // 120 updates per run (the inverses go stale by many updates in the async runs): 0.2–0.3 s per update on the
-      // native engine, 4 runs × 3 seeds in about 6 min
+      // 120 updates per run: 0.2–0.3 s per update on the native engine, 4 runs × 3 seeds in about 7 min. On the
+      // native engine an inverse refresh (~0.1 s) is shorter than a step, so async inverses are ~1 update stale here,
+      // and the inverse thread shares this machine's one physical core with the step it should overlap
       examples: 128 * 120,
       kfac: { conv: 'kfc', damping: 0.1, statsBatch: 16 },
       evals: 3,

@@ -124,8 +124,8 @@ export const fig5 = defineExperiment({
       data: { name: 'fashion-mnist', scheduleEpoch: 12000 },
       model: { arch: 'resnet', bn: true, width: 0.25, blocks: [1, 1, 1], stem: 'small' },
       batchSize: 128,
-      // sized from measured steps on 2 vCPUs (README): about 10 minutes for the two runs (120 updates took 12.3 min:
-      // SGD+BN 2.0 s/update real, K-FAC 2.7–3.8); a multiple of logEvery, so the last CSV row is a full interval
+      // 100 updates: the four runs (SGD+BN, K-FAC, K-FAC flatten head Kronecker and doubly factored) × 3 seeds in 10 min on the native
+      // engine; a multiple of logEvery, so the last CSV row is a full interval
       examples: 128 * 100,
       // every role in-line, timed by CPU time; inverses with the lagged stand-in for async (installed 5 steps later)
       roles: { gpus: 8, inverseThreads: 2, inverse: 'lagged', lag: 5, costClock: 'cpu' },
