@@ -140,6 +140,9 @@ export const fig3 = defineExperiment({
     },
   },
   data: (p) => p.data,
+  // 5 seeds at quick: its headline claim is a ratio of times, whose 3-seed intervals (t with 2 degrees of freedom)
+  // were too wide to decide; the four runs take about 25 s each
+  seeds: { quick: 5 },
   tunable: ['sgd+bn', 'kfac', 'kfac+bn'],
   runs(p, tuned) {
     const { improved, standard } = p.sgd.rbz;
