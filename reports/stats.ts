@@ -111,6 +111,11 @@ export function formatInterval(i: Interval | undefined, f: (x: number) => string
   return `${f(i.mean)} (95 % CI ${f(i.lo)} to ${f(i.hi)}, ${i.n} seeds${cens})`;
 }
 
+/** The interval of a bounded quantity (a fraction: [0, 1]) clipped to its range; the t interval itself is not. */
+export function clampInterval(i: Interval | undefined, lo: number, hi: number): Interval | undefined {
+  return i && { ...i, lo: Math.max(lo, i.lo), hi: Math.min(hi, i.hi) };
+}
+
 export const times = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : x > 0 ? '∞' : '−∞');
 export const percent = (x: number) => (Number.isFinite(x) ? `${(100 * x).toFixed(1)} %` : x > 0 ? '+∞' : '−∞');
 export const fixed = (d: number) => (x: number) => (Number.isFinite(x) ? x.toFixed(d) : x > 0 ? '+∞' : '−∞');

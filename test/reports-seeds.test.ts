@@ -17,7 +17,7 @@ import { asSeeds } from './reports-helpers';
 import { updatesVerdict } from '../reports/figures/updates';
 import { loadRuns } from '../reports/load';
 import { lineOf, replicates, seedOf } from '../reports/seeds';
-import { decide, possibleLevels, tInterval, tQuantile } from '../reports/stats';
+import { clampInterval, decide, possibleLevels, tInterval, tQuantile } from '../reports/stats';
 import { rowsToCsv, syntheticSidecar } from '../reports/synthetic';
 import type { CsvRow } from '../src/train/schema';
 
@@ -102,6 +102,13 @@ describe('intervals', () => {
     expect([one.lo, one.hi]).toEqual([Number.NEGATIVE_INFINITY, Number.POSITIVE_INFINITY]);
   });
 
+  it("clips a fraction's interval to [0, 1] for display, keeping its mean and seeds", () => {
+    const i = tInterval([0.8, 1, 1], 'linear');
+    expect(i.hi).toBeGreaterThan(1);
+    const c = clampInterval(i, 0, 1)!;
+    expect([c.mean, c.n, c.lo, c.hi]).toEqual([i.mean, 3, i.lo, 1]);
+    expect(clampInterval(undefined, 0, 1)).toBeUndefined();
+  });
   it('decides a part only where the interval clears a bar, and a claim only where every combination agrees', () => {
     const iv = (lo: number, hi: number) => ({ n: 3, mean: (lo + hi) / 2, lo, hi, scale: 'linear' as const, values: [], censored: 0 });
     expect(possibleLevels(iv(1.6, 2.0), [1.1, 1.5])).toEqual([2]);

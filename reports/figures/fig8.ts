@@ -21,7 +21,7 @@
  * part, partly when every allowed value meets some, inconclusive otherwise.
  */
 import { seededVerdict } from '../seeds';
-import { decide, formatInterval, type Interval, percent, possibleLevels, times } from '../stats';
+import { clampInterval, decide, formatInterval, percent, possibleLevels, times, type Interval } from '../stats';
 import { ratiosText, ratiosToTarget, recordRatios, SMOOTH_ROWS, smoothedRows } from './speed';
 import type { FigureSpec, LoadedRun, Verdict } from '../types';
 
@@ -142,7 +142,7 @@ function judge(iv: Record<string, Interval>): { status: Verdict['status']; text:
     `Training loss over the last ${pct(WINDOW_FRACTION)} of the matched updates: decayKL lower than decayLR by ${formatInterval(adv, percent)} (relative; this suite's bar: ≥ ${pct(LOSS_MARGIN)}).`,
   ];
   if (ratio) parts.push(`To the worse final training loss, decayKL is faster ${ratiosText(iv, 'kl_')} (> 1: decayKL sooner; the update ratio is judged, bar > 1).`);
-  if (test) parts.push(`Mean test error over the common evaluations: decayKL lower by ${formatInterval(test, percent)} (relative), winning ${formatInterval(iv.klTestWinFraction, percent)} of them.`);
+  if (test) parts.push(`Mean test error over the common evaluations: decayKL lower by ${formatInterval(test, percent)} (relative), winning ${formatInterval(clampInterval(iv.klTestWinFraction, 0, 1), percent)} of them.`);
   const { status } = decide(levels, fig8Rule);
   return { status, text: parts.join(' '), summary: `decayKL loss advantage ${formatInterval(adv, percent)}; updates to target decayLR ÷ decayKL ${formatInterval(ratio, times)}` };
 }
