@@ -26,7 +26,7 @@
 import { z } from 'zod';
 import { KfacConfig } from '../src/kfac/optimizer';
 import { ResNetConfig } from '../src/nn/zoo';
-import { ConfigError, DataConfig, type RunConfigInput } from '../src/train/config';
+import { DataConfig, type RunConfigInput } from '../src/train/config';
 import { DecaySchedule } from '../src/train/update';
 import { defineExperiment, type PlannedRun, type TunedSettings } from './registry';
 import { kfacDist, Roles, sgdDist } from './roles';
@@ -164,13 +164,7 @@ export const fig5 = defineExperiment({
       ...(df ? [...(df.kronecker ? [kfacRun(p, tuned, undefined, p.batchSize, 'flatten')] : []), kfacRun(p, tuned, undefined, p.batchSize, 'doubly-factored')] : []),
     ];
   },
-  gridRun: (p, pt) => {
-    if (!pt.method?.startsWith('kfac')) return sgdRun(p, pt.lr!, pt.rbz ?? p.sgd.rbz, pt.batchSize);
-    // the K-FAC line is 'kfac+bn' or 'kfac' by the model's batch norm: a grid of the other would train the same runs
-    const line = p.model.bn ? 'kfac+bn' : 'kfac';
-    if (pt.method !== line) throw new ConfigError(`fig5: this profile's ResNet ${p.model.bn ? 'has' : 'has no'} batch norm, so its K-FAC line is '${line}': tune --method ${line}`);
-    return kfacRun(p, {}, pt, pt.batchSize);
-  },
+  gridRun: (p, pt) => (pt.method?.startsWith('kfac') ? kfacRun(p, {}, pt, pt.batchSize) : sgdRun(p, pt.lr!, pt.rbz ?? p.sgd.rbz, pt.batchSize)),
   batchSizes: (p) => [p.batchSize],
   rbzs: (p) => [p.sgd.rbz],
   dist: (p, run) => (run.optimizer.kind === 'kfac' ? kfacDist(p.roles) : sgdDist(p.roles, run.batchSize, run.bnChunk)),

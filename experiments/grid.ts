@@ -24,7 +24,7 @@ import { ConfigError } from '../src/train/config';
 import { addCommonOptions } from './cli-options';
 import { type CommonOptions, getExperiment, REPO_ROOT, resolveProfile, resultsRoot, tunedPath } from './common';
 import { exitWithError } from './errors';
-import type { TunedSettings } from './registry';
+import type { Experiment, TunedSettings } from './registry';
 import { type GridOutcome, pickBest, type TunedChoice, tunedKey } from './tuned';
 
 export type { GridPoint } from './registry';
@@ -178,8 +178,7 @@ async function main(argv: string[]) {
     const jobs = Math.max(1, Math.floor(Number(o.jobs)));
     if (!Number.isFinite(jobs)) throw new ConfigError(`--jobs: '${o.jobs}' is not a number`);
     const points = gridPoints(method, batches, axes);
-    // every point's run is planned here first, so a setting the experiment rejects stops the grid before any training
-    for (const p of points) e.gridRun(profile, p);
+    planGridRuns(e, profile, method, points);
     const root = resultsRoot(o);
     const dir = join(root, 'grid', name);
     const runsDir = join(dir, 'runs');
@@ -246,6 +245,20 @@ async function main(argv: string[]) {
     }
   });
   await program.parseAsync(argv, { from: 'user' });
+}
+
+/**
+ * Plans every point's run before any training, so that a setting the experiment rejects stops the grid at once; and a
+ * point must train the line it tunes: a run planned as another method (Figure 5's ResNet has batch norm, so its K-FAC
+ * line is 'kfac+bn', and a 'kfac' grid would train the very same runs) is an error naming the method to tune.
+ */
+export function planGridRuns(e: Pick<Experiment, 'name' | 'gridRun'>, profile: unknown, method: string, points: readonly GridPoint[]): void {
+  for (const p of points) {
+    const run = e.gridRun!(profile, p);
+    if (run.method !== method) {
+      throw new ConfigError(`--method ${method}: experiment ${e.name} trains this line as '${run.method}' with this profile: tune --method ${run.method}`);
+    }
+  }
 }
 
 /** 'lr 0.1 rbz 32' / 'damping 0.1 c0 0.01': the settings of a tuned choice. */

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { budgetWarnings, finalTrainLoss, gridAxes, gridPoints, pointId } from '../experiments/grid';
+import { budgetWarnings, finalTrainLoss, gridAxes, gridPoints, planGridRuns, pointId } from '../experiments/grid';
 import { applyOverrides, getExperiment, resolveProfile, tunedPath } from '../experiments/common';
 import { type GridOutcome, pickBest, tunedChoice, tunedKey, withKfacTunables } from '../experiments/tuned';
 import type { TunedSettings } from '../experiments/registry';
@@ -123,9 +123,14 @@ describe('grid', () => {
   it("refuses a K-FAC line the profile's model does not have (Figure 5's ResNet with batch norm: 'kfac+bn', not 'kfac')", async () => {
     const e = await getExperiment('fig5');
     const p = resolveProfile(e, 'quick');
-    expect(e.gridRun!(p, { method: 'kfac+bn', batchSize: 128, damping: 0.3 }).optimizer).toMatchObject({ damping: 0.3 });
-    expect(() => e.gridRun!(p, { method: 'kfac', batchSize: 128, damping: 0.3 })).toThrow(/has batch norm, so its K-FAC line is 'kfac\+bn': tune --method kfac\+bn/);
+    const pt = (method: string) => [{ method, batchSize: 128, damping: 0.3 }];
+    expect(e.gridRun!(p, pt('kfac+bn')[0]!).optimizer).toMatchObject({ damping: 0.3 });
+    expect(() => planGridRuns(e, p, 'kfac+bn', pt('kfac+bn'))).not.toThrow();
+    expect(() => planGridRuns(e, p, 'kfac', pt('kfac'))).toThrow(/--method kfac: experiment fig5 trains this line as 'kfac\+bn' with this profile: tune --method kfac\+bn/);
     const noBn = resolveProfile(e, 'quick', ['model.bn=false']);
-    expect(() => e.gridRun!(noBn, { method: 'kfac+bn', batchSize: 128, damping: 0.3 })).toThrow(/has no batch norm, so its K-FAC line is 'kfac'/);
+    expect(() => planGridRuns(e, noBn, 'kfac+bn', pt('kfac+bn'))).toThrow(/trains this line as 'kfac' with this profile: tune --method kfac$/);
+    // the same mechanism for every experiment: Figure 6's K-FAC line has no batch norm in its profile
+    const f6 = await getExperiment('fig6');
+    expect(() => planGridRuns(f6, resolveProfile(f6, 'quick'), 'kfac+bn', [{ method: 'kfac+bn', batchSize: 32, damping: 0.1 }])).toThrow(/tune --method kfac$/);
   });
 });
