@@ -12,7 +12,7 @@
 import { z } from 'zod';
 import { DataConfig, RunConfig } from '../src/train/config';
 import { GoogLeNetConfig } from '../src/nn/zoo';
-import { DecaySchedule } from '../src/train/update';
+import { DecaySchedule, stepsIn } from '../src/train/update';
 import { KfacConfig } from '../src/kfac/optimizer';
 import { defineExperiment, type PlannedRun, type TunedSettings } from './registry';
 import { type KfacTunables, tunedKfac, tunedLr, withKfacTunables } from './tuned';
@@ -87,7 +87,7 @@ function kfacRun(p: Profile, bz: number, tuned: TunedSettings | undefined, pt?: 
   const base = {
     kind: 'kfac' as const,
     ...p.kfac.optimizer,
-    ...(p.kfac.inverseEveryExamples ? { inverseEvery: Math.max(1, Math.round(p.kfac.inverseEveryExamples / bz)) } : {}),
+    ...(p.kfac.inverseEveryExamples ? { inverseEvery: stepsIn(p.kfac.inverseEveryExamples, bz) } : {}),
   };
   const t = pt ? { optimizer: withKfacTunables(base, pt, method), tuning: undefined } : tunedKfac(method, tuned, bz, base);
   return {

@@ -20,6 +20,7 @@ import {
   PolyakAverage,
   type Preconditioner,
   type StepInfo,
+  stepsIn,
   type StepSize,
   stepSize,
 } from './update';
@@ -322,5 +323,5 @@ export interface TrainerState {
 export function polyakDecayOf(cfg: RunConfig, data: { epochSize: number }): number {
   if (typeof cfg.polyak === 'number') return cfg.polyak;
   const examples = cfg.polyak === 'epoch' ? data.epochSize : cfg.polyak.examples;
-  return Math.exp(-1 / Math.max(1, Math.round(examples / cfg.batchSize)));
+  return Math.exp(-1 / stepsIn(examples, cfg.batchSize));
 }

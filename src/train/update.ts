@@ -29,11 +29,15 @@ export const DecaySchedule = z.strictObject({
 });
 export type DecaySchedule = z.infer<typeof DecaySchedule>;
 
+/** Updates of `batchSize` examples in `examples` examples, rounded, at least 1: how schedules in examples become steps. */
+export function stepsIn(examples: number, batchSize: number): number {
+  return Math.max(1, Math.round(examples / batchSize));
+}
+
 export function decayInterval(d: DecaySchedule, epochSize: number, batchSize: number): number {
   if (typeof d.every === 'number') return d.every;
-  if (typeof d.every === 'object') return Math.max(1, Math.round(d.every.examples / batchSize));
-  const epochs = d.every === 'half-epoch' ? 0.5 : 2;
-  return Math.max(1, Math.round((epochs * epochSize) / batchSize));
+  if (typeof d.every === 'object') return stepsIn(d.every.examples, batchSize);
+  return stepsIn((d.every === 'half-epoch' ? 0.5 : 2) * epochSize, batchSize);
 }
 
 export function decayed(base: number, d: DecaySchedule, interval: number, step: number): number {
