@@ -177,11 +177,11 @@ export class SkipLog implements SkipCounter {
   since(mark: unknown, earlier?: SkippedImages): SkippedImages {
     const m = mark as ReturnType<SkipLog['mark']>;
     const seen = new Map((earlier?.files ?? []).map((f) => [f.file, f.problem]));
-    const before = seen.size;
     for (const [file, v] of this.byFile) if (v.skips > (m.perFile.get(file) ?? 0) && !seen.has(file)) seen.set(file, v.problem);
+    // the earlier record's files (listed, and `more` unlisted) and this stretch's new ones
     const count = seen.size + (earlier?.more ?? 0);
     const files = [...seen].slice(0, SKIPPED_LISTED).map(([file, problem]) => ({ file, problem }));
-    const out: SkippedImages = { policy: 'skip', count: Math.max(count, earlier?.count ?? 0, before), skips: (earlier?.skips ?? 0) + this.total - m.total, files };
+    const out: SkippedImages = { policy: 'skip', count, skips: (earlier?.skips ?? 0) + this.total - m.total, files };
     if (out.count > files.length) out.more = out.count - files.length;
     return out;
   }
