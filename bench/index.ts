@@ -1,10 +1,11 @@
 /**
- * npm run bench [-- --only backend,models,data,linalg,kfac,distributed,redis,profile]
+ * npm run bench [-- --only backend,models,data,linalg,kfac,distributed,redis,profile,clock]
  *
  * Every speed figure of the project, measured in one run and printed as tables (ratios are what to compare: this
  * machine is noisy).
  */
 import { benchBackend } from './backend';
+import { benchClock } from './clock';
 import { benchDataPipeline } from './data-pipeline';
 import { benchDistributed } from './distributed';
 import { benchLinalg } from './linalg';
@@ -22,6 +23,7 @@ const sections: Record<string, () => Promise<unknown>> = {
   distributed: () => benchDistributed(),
   redis: () => benchRedis(),
   profile: () => benchProfile(),
+  clock: () => benchClock(),
 };
 
 const onlyArg = process.argv.indexOf('--only');

@@ -117,7 +117,7 @@ export const fig3 = defineExperiment({
       examples: 128 * 150,
       // every role in-line, timed by CPU time (other processes sharing the 2 vCPUs do not inflate the simulated
       // clock); the inverses with the lagged stand-in for async: computed from step s's factors, installed at s + 5
-      roles: { gpus: 4, inverseThreads: 2, inverse: 'lagged', lag: 5, costClock: 'cpu' },
+      roles: { gpus: 4, inverseThreads: 2, inverse: 'lagged', lag: 5, costClock: 'calibrated' },
       sgd: { rbz: { improved: 32, standard: 8 }, lr: { '32': 0.4, '8': 0.2 } },
       // cheap App. A conv factors as in every ImageNet run; the stats worker's batch = one SGD worker's shard;
       // damping for this scale (the paper's 1e-3 is kept in the paper profile)

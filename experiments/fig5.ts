@@ -128,7 +128,7 @@ export const fig5 = defineExperiment({
       // engine; a multiple of logEvery, so the last CSV row is a full interval
       examples: 128 * 100,
       // every role in-line, timed by CPU time; inverses with the lagged stand-in for async (installed 5 steps later)
-      roles: { gpus: 8, inverseThreads: 2, inverse: 'lagged', lag: 5, costClock: 'cpu' },
+      roles: { gpus: 8, inverseThreads: 2, inverse: 'lagged', lag: 5, costClock: 'calibrated' },
       sgd: { rbz: 16, lr: 0.2 },
       kfac: { conv: 'cheap', damping: 0.1, statsBatch: 16 },
       // the 4×4×256 map pooled to 2×2: the Kronecker run's A is 1025² (4097² made its moving average and inverse

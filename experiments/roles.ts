@@ -29,11 +29,12 @@ export const Roles = z.strictObject({
   /** gradient shards and the stats batch: one after another in this thread ('inline', the 2-vCPU default) or on threads */
   transport: z.enum(['inline', 'thread']).default('inline'),
   /**
-   * what the simulated clock times the roles with: elapsed time ('wall'), or this process's CPU time ('cpu', which
+   * what the simulated clock times the roles with: elapsed time ('wall'), this process's CPU time ('cpu', which
    * other processes sharing the cores do not inflate; every role in-line, so K-FAC's inverses are computed in-line
-   * too and the inverse schedule must be 'lagged' or 'sync')
+   * too and the inverse schedule must be 'lagged' or 'sync'), or CPU time calibrated against a reference workload
+   * timed before every step ('calibrated': the machine's own speed drift removed as well; in-line like 'cpu')
    */
-  costClock: z.enum(['wall', 'cpu']).default('wall'),
+  costClock: z.enum(['wall', 'cpu', 'calibrated']).default('wall'),
 });
 export type Roles = z.infer<typeof Roles>;
 
@@ -47,13 +48,13 @@ export function sgdDist(r: Roles, batchSize: number, rbz?: number): DistConfigIn
   return { gradientWorkers: workers, gradients: r.transport, stats: 'inline', inverses: 'inline', costClock: r.costClock, onFault: 'stop' };
 }
 
-/** dist.K-FAC's configuration: GPUs − 1 gradient workers, one stats worker, inverses on threads (in-line under 'cpu'). */
+/** dist.K-FAC's configuration: GPUs − 1 gradient workers, one stats worker, inverses on threads (in-line under 'cpu' and 'calibrated'). */
 export function kfacDist(r: Roles): DistConfigInput {
   return {
     gradientWorkers: r.gpus - 1,
     gradients: r.transport,
     stats: r.transport,
-    inverses: r.costClock === 'cpu' ? 'inline' : 'thread',
+    inverses: r.costClock === 'wall' ? 'thread' : 'inline',
     inverseThreads: r.inverseThreads,
     costClock: r.costClock,
     inverse: r.inverse === 'sync' ? { kind: 'sync', every: r.syncEvery } : r.inverse === 'lagged' ? { kind: 'lagged', lag: r.lag } : { kind: 'async' },

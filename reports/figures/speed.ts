@@ -80,11 +80,21 @@ export function simComparable(runs: LoadedRun[]): boolean {
 
 /**
  * How the simulated clocks of these runs timed their roles (DistConfig.costClock; elapsed time by default), as a
- * phrase for a verdict: CPU time is immune to other processes sharing the cores, elapsed time is not.
+ * phrase for a verdict: CPU time is immune to other processes sharing the cores, elapsed time is not; calibrated CPU
+ * time also removes most of the machine's own speed drift (src/distributed/calibration.ts).
  */
 export function costClockText(runs: LoadedRun[]): string {
-  const kinds = new Set(runs.map((r) => (distributedOf(r)?.costClock === 'cpu' ? 'cpu' : 'wall')));
-  if (kinds.size > 1) return 'roles timed by CPU time in some runs and by elapsed time in others';
+  const kindOf = (r: LoadedRun) => {
+    const c = distributedOf(r)?.costClock;
+    return c === 'cpu' || c === 'calibrated' ? c : 'wall';
+  };
+  const kinds = new Set(runs.map(kindOf));
+  if (kinds.size > 1) return `roles timed by different clocks in different runs (${[...kinds].sort().join(', ')})`;
+  if (kinds.has('calibrated')) {
+    const refs = runs.map((r) => (r.sidecar as { costCalibration?: { medianMs?: number; nominalMs?: number } }).costCalibration).filter((c) => c?.medianMs);
+    const range = refs.length ? `; the reference took ${Math.min(...refs.map((c) => c!.medianMs!)).toFixed(2)}–${Math.max(...refs.map((c) => c!.medianMs!)).toFixed(2)} ms (median per run) against its nominal ${refs[0]!.nominalMs} ms` : '';
+    return `roles timed by CPU time calibrated against a reference workload timed before every step (other processes do not inflate it, and the machine's own speed drift is divided out${range})`;
+  }
   return kinds.has('cpu')
     ? 'roles timed by CPU time, which other processes sharing the cores do not inflate'
     : 'roles timed by elapsed time, inflated wherever other processes (or the run\'s own inverse threads) compete for the cores';

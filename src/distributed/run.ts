@@ -118,7 +118,7 @@ export function runDistributedTraining(cfg: RunConfig, dist: DistConfig, ctx: Ru
           workerFaults: ps.faults.length,
           ...commSummary(ps),
         }),
-        sidecarExtra: () => ({ faults: ps.faults, ...(ps.redis ? { transport: ps.redis.report() } : {}) }),
+        sidecarExtra: () => ({ faults: ps.faults, ...(ps.redis ? { transport: ps.redis.report() } : {}), ...(ps.calibrated ? { costCalibration: ps.calibrated.summary() } : {}) }),
         result: () => ({
           simSeconds: ps.clock.seconds,
           faults: ps.faults,

@@ -31,8 +31,9 @@ import type { Model } from '../nn/model';
 import type { RunConfig } from '../train/config';
 import { makeOptimizer, type OptimizerParts, Trainer, type TrainerState, TrainingDivergedError } from '../train/trainer';
 import { type Grads, stepSize, type StepInfo } from '../train/update';
+import { CalibratedClock } from './calibration';
 import { SimClock } from './clock';
-import type { GradientResult, GradientTask, Inject, ReplicaSpec, StatsResult, StatsTask, WireTensor } from './messages';
+import type { CostClockName, GradientResult, GradientTask, Inject, ReplicaSpec, StatsResult, StatsTask, WireTensor } from './messages';
 import { Network, NetworkModel, payloadBytes, StepTraffic, type Transfer, type TrafficKind } from './network';
 import { type FaultEvent, type Role, ROLES, RolePool, type RoleTransport } from './pool';
 import { RedisConfig } from './redis/connect';
@@ -78,11 +79,12 @@ export const DistConfig = z.strictObject({
     ])
     .default({ kind: 'sync' }),
   /**
-   * What the simulated clock's role costs are measured with: 'wall' (elapsed time, the default) or 'cpu' (this
+   * What the simulated clock's role costs are measured with: 'wall' (elapsed time, the default), 'cpu' (this
    * process's CPU time: immune to other processes competing for the cores; only with every role in-line, where
-   * nothing else in the process runs at the same time)
+   * nothing else in the process runs at the same time) or 'calibrated' (CPU time rescaled by a reference workload
+   * timed before every step, which removes most of the machine's own speed drift: calibration.ts; every role in-line)
    */
-  costClock: z.enum(['wall', 'cpu']).default('wall'),
+  costClock: z.enum(['wall', 'cpu', 'calibrated']).default('wall'),
   /** a worker that throws or dies: run its task again on a fresh worker, or stop the run cleanly */
   onFault: z.enum(['respawn', 'stop']).default('stop'),
   retries: z.number().int().min(0).max(10).default(2),
@@ -100,6 +102,13 @@ export const DistConfig = z.strictObject({
       code: 'custom',
       path: ['costClock'],
       message: "'cpu' measures role costs as a process's CPU time: no role may run on this process's threads (gradients, stats, inverses: 'inline' or 'redis')",
+    });
+  }
+  if (d.costClock === 'calibrated' && (d.gradients !== 'inline' || d.stats !== 'inline' || d.inverses !== 'inline')) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['costClock'],
+      message: "'calibrated' rescales this process's CPU time by a reference timed in this process: every role must be 'inline' (gradients, stats, inverses)",
     });
   }
   if (d.inverse.kind === 'async' && !remote(d.inverses)) {
@@ -161,6 +170,8 @@ export interface ParameterServerState {
   wallSeconds: number;
   faults: FaultEvent[];
   comm?: ParameterServer['comm'];
+  /** the calibrated cost clock's reference timings (costClock 'calibrated') */
+  calibration?: ReturnType<CalibratedClock['state']>;
 }
 
 /** Options of a parameter server beyond its configuration: what the Redis transport tells its workers. */
@@ -240,6 +251,10 @@ export class ParameterServer {
   private readonly recordBatches = new Map<string, StatsRecord['batch']>();
   /** the clock role costs are measured with (DistConfig.costClock) */
   private readonly now: CostClock;
+  /** the calibrated cost clock (costClock 'calibrated'), recalibrated before every step */
+  readonly calibrated: CalibratedClock | null;
+  /** what a remote role times its task with */
+  private readonly taskClock: CostClockName;
 
   constructor(
     readonly model: Model,
@@ -262,10 +277,12 @@ export class ParameterServer {
     };
     this.clock = new SimClock(dist.inverseThreads);
     this.network = new Network(dist.network);
-    this.now = dist.costClock === 'cpu' ? cpuMs : wallMs;
+    this.calibrated = dist.costClock === 'calibrated' ? new CalibratedClock() : null;
+    this.now = this.calibrated ? this.calibrated.now : dist.costClock === 'cpu' ? cpuMs : wallMs;
+    this.taskClock = dist.costClock === 'wall' ? 'wall' : 'cpu';
     // CPU-time role costs are single-thread work: one native thread here (OpenMP threads waiting at barriers would
     // add their spinning to the CPU time, more so when other processes share the cores); restored by close()
-    if (dist.costClock === 'cpu') this.restoreThreads = setEngineThreads(1);
+    if (dist.costClock !== 'wall') this.restoreThreads = setEngineThreads(1);
     this.paramBytes = [...model.params.values()].reduce((a, v) => a + v.size * 4, 0);
     // SGD has no stats or inverse role
     const transportOf: Record<Role, 'inline' | 'thread' | 'redis'> = { gradient: dist.gradients, stats: this.kfac ? dist.stats : 'inline', inverse: this.kfac ? dist.inverses : 'inline' };
@@ -300,7 +317,7 @@ export class ParameterServer {
         this.statsPump = new StatsPump(this.statsPool, () => this.nextAsyncStatsTask());
       }
       const invPool = pool('inverse', Math.min(dist.inverseThreads, 2));
-      this.refresher = new AsyncInverseRefresher(this.kfac, dist.inverse, invPool, this.kcfg.dampingMode, this.clock, this.now, this.network, dist.costClock);
+      this.refresher = new AsyncInverseRefresher(this.kfac, dist.inverse, invPool, this.kcfg.dampingMode, this.clock, this.now, this.network, this.taskClock);
     } else {
       this.statsPool = null;
       this.refresher = null;
@@ -326,7 +343,7 @@ export class ParameterServer {
     const pool = this.gradPool;
     return Promise.all(
       ranges.map(([lo, hi], i) => {
-        const make = (): GradientTask => ({ kind: 'gradient', spec: this.spec, step: k, worker: i, params: wireParams(this.model), bnChunk, costClock: this.dist.costClock, ...sliceBatch(batch, lo, hi) });
+        const make = (): GradientTask => ({ kind: 'gradient', spec: this.spec, step: k, worker: i, params: wireParams(this.model), bnChunk, costClock: this.taskClock, ...sliceBatch(batch, lo, hi) });
         const t = make();
         if (inj && inj.step === k && inj.worker === i) t.inject = inj.inject;
         return pool.run(t, k, i, make) as Promise<GradientResult>;
@@ -364,7 +381,7 @@ export class ParameterServer {
       }
     }
     const params = lagged?.params;
-    const make = (): StatsTask => ({ kind: 'stats', spec: this.spec, step, params: params ? structuredClone(params) : wireParams(this.model), seed, fisher, bnChunk, costClock: this.dist.costClock, ...part() });
+    const make = (): StatsTask => ({ kind: 'stats', spec: this.spec, step, params: params ? structuredClone(params) : wireParams(this.model), seed, fisher, bnChunk, costClock: this.taskClock, ...part() });
     const t = make();
     const inj = this.injections.stats;
     if (inj && inj.step === k) t.inject = inj.inject;
@@ -382,7 +399,7 @@ export class ParameterServer {
     const step = this.trainer.step;
     const params = wireParams(this.model);
     if (this.injections.recordStats) this.recordBatches.set(seed, part());
-    const make = (): StatsTask => ({ kind: 'stats', spec: this.spec, step, params: structuredClone(params), seed, fisher: this.kcfg!.fisher, bnChunk, costClock: this.dist.costClock, ...part() });
+    const make = (): StatsTask => ({ kind: 'stats', spec: this.spec, step, params: structuredClone(params), seed, fisher: this.kcfg!.fisher, bnChunk, costClock: this.taskClock, ...part() });
     return { task: make(), retry: make };
   }
 
@@ -417,6 +434,8 @@ export class ParameterServer {
    * async statistics come from `statsSource` instead.
    */
   async step(batch: Batch, statsBatch: Batch | null = null): Promise<DistStepResult> {
+    // before the step's real time starts: the reference workload is on no clock
+    this.calibrated?.calibrate();
     const t0 = performance.now();
     const k = this.trainer.step;
     // async statistics: take whatever the stats worker has finished (the very first step waits for one)
@@ -569,6 +588,7 @@ export class ParameterServer {
       wallSeconds: this.wallSeconds,
       faults: this.faults.slice(),
       comm: structuredClone(this.comm),
+      ...(this.calibrated ? { calibration: this.calibrated.state() } : {}),
     };
   }
 
@@ -584,6 +604,7 @@ export class ParameterServer {
     this.wallSeconds = s.wallSeconds;
     this.faults.splice(0, this.faults.length, ...s.faults);
     if (s.comm) this.comm = structuredClone(s.comm);
+    if (s.calibration && this.calibrated) this.calibrated.restore(s.calibration);
   }
 
   /** Live worker threads over every pool. */
