@@ -1,6 +1,9 @@
 /**
  * The K-FAC optimizer in the training loop: memory discipline over 50 steps, bit-identical continuation from a
- * checkpoint, and the failure policy (non-finite statistics or inverses never reach the parameters).
+ * checkpoint, and the failure policy (non-finite statistics or inverses never reach the parameters). The moment pool
+ * (factors.ts releaseMoments): a released matrix filled with garbage, reused by the next moment of its size, holds
+ * exactly what a fresh zeroed one would (every entry written); and a NaN batch after a released one is still caught
+ * (the 'skip' test below: its arrays come from the pool, which the finiteness check must not trust).
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,6 +11,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend';
+import { momentFromGram, momentFromGramTs, releaseMoments } from '../src/kfac/factors';
 import { KfacOptimizer, KfacStopError, KfacConfig, type KfacState } from '../src/kfac/optimizer';
 import { buildModel } from '../src/nn/zoo';
 import { readCheckpoint, writeCheckpoint } from '../src/train/checkpoint';
@@ -43,6 +47,29 @@ function makeTrainer(optimizer: object, model: object = TINY) {
 function params(model: ReturnType<typeof buildModel>): Float32Array[] {
   return [...model.params.values()].map((v) => Float32Array.from(v.dataSync()));
 }
+
+describe('the moment pool', () => {
+  it('a reused matrix is overwritten entirely: the moment equals the one into a fresh zeroed array', () => {
+    for (const [K, cOff] of [
+      [37, 3 + 37 * 37],
+      [37, -1],
+      [5, 3 + 25],
+    ] as const) {
+      const data = Float32Array.from({ length: 3 + K * K + K }, (_, i) => Math.sin(i * 0.91) * 3);
+      const d = cOff >= 0 ? K + 1 : K;
+      const dirty = new Float64Array(d * d).fill(7.25);
+      releaseMoments([dirty]);
+      const got = momentFromGram(data, 3, cOff, 11, K);
+      expect(got).toBe(dirty); // the pool served it
+      const want = momentFromGramTs(data, 3, cOff, 11, K, new Float64Array(d * d));
+      let differ = 0;
+      for (let i = 0; i < d * d; i++) if (!Object.is(got[i], want[i])) differ++;
+      expect(differ).toBe(0);
+      // without a released matrix of that size: a fresh one
+      expect(momentFromGram(data, 3, cOff, 11, K)).not.toBe(dirty);
+    }
+  });
+});
 
 describe('K-FAC in the training loop', () => {
   it('keeps tf.memory().numTensors flat over 50 K-FAC steps', () => {

@@ -34,6 +34,7 @@ import {
   doublyFactoredFactors,
   type DoublyFactoredStats,
   type KroneckerStats,
+  releaseMoments,
   scaleShiftFactors,
   type ScaleShiftStats,
 } from './factors';
@@ -255,6 +256,18 @@ export function checkStatsFinite(name: string, s: BlockStats): void {
     assertFinite(a, name, 'statistics', label);
     checkedFinite.add(a);
   }
+}
+
+/**
+ * A batch's statistics, once folded into every block, handed back for the next batch's moments (factors.ts
+ * `releaseMoments`). The arrays are forgotten by the finiteness check first: a reused array holds a new batch.
+ * Only for statistics nothing else holds (the optimizer's own batches, not a message's).
+ */
+export function releaseStats(stats: Iterable<BlockStats>): void {
+  const arrays: Float64Array[] = [];
+  for (const s of stats) arrays.push(...(s.kind === 'kronecker' ? [s.A, s.G] : s.kind === 'doubly-factored' ? [s.K, s.Psi, s.D] : [s.F]));
+  for (const a of arrays) checkedFinite.delete(a);
+  releaseMoments(arrays);
 }
 
 // -------------------------------------------------------------------------------------------------------------

@@ -83,6 +83,27 @@ export function readBackFlat(ts: tf.Tensor[]): { data: Float32Array; offsets: nu
 }
 
 /**
+ * Float64 matrices of batch statistics already folded into the moving averages (`releaseMoments`), by length, reused
+ * by the next batch's `momentFromGram`: without them every statistics batch allocates its factors afresh (8 MB for a
+ * 1025-wide factor), and those large objects cost about one mark-compact GC per step. At most POOL_PER_LENGTH kept.
+ */
+const momentPool = new Map<number, Float64Array[]>();
+const POOL_PER_LENGTH = 32;
+
+/**
+ * Hands matrices back to the pool once nothing reads them any more (their batch folded in). A detached array (moved
+ * to another thread) is ignored.
+ */
+export function releaseMoments(arrays: Iterable<Float64Array>): void {
+  for (const a of arrays) {
+    if (a.length === 0 || a.byteLength === 0) continue;
+    let list = momentPool.get(a.length);
+    if (!list) momentPool.set(a.length, (list = []));
+    if (list.length < POOL_PER_LENGTH && !list.includes(a)) list.push(a);
+  }
+}
+
+/**
  * The (K+1)×(K+1) second moment of rows [x, 1] from XᵀX (K×K), the column sums Xᵀ1 and the row count, divided
  * by `count` (the homogeneous coordinate is the LAST index), made exactly symmetric. Without column sums
  * (`cOff` < 0): XᵀX / count. Reads the Gram (at `gOff`) and the sums (at `cOff`) in place from the float32 data
@@ -90,7 +111,8 @@ export function readBackFlat(ts: tf.Tensor[]): { data: Float32Array; offsets: nu
  */
 export function momentFromGram(data: Float32Array, gOff: number, cOff: number, count: number, K: number): Float64Array {
   const d = cOff >= 0 ? K + 1 : K;
-  const out = new Float64Array(d * d);
+  // every entry is written below: a released matrix of the same size serves as well as a zeroed one
+  const out = momentPool.get(d * d)?.pop() ?? new Float64Array(d * d);
   const addon = nativeAddon(); // the same pass in C++ (native/src/kfac.cc), bit for bit
   if (addon) {
     addon.momentFromGram(data, gOff, cOff, count, K, out);

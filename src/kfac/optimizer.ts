@@ -16,7 +16,7 @@ import { z } from 'zod';
 import type { Model } from '../nn/model';
 import type { OptimizerParts } from '../train/trainer';
 import { decayInterval, DecaySchedule, type Grads, innerProduct, type Preconditioned, type StepSize } from '../train/update';
-import { type BlockInverses, type BlockSnapshot, computeInverses, type DampingMode, type FisherBlock } from './blocks';
+import { type BlockInverses, type BlockSnapshot, computeInverses, type DampingMode, type FisherBlock, releaseStats } from './blocks';
 import { KfacError } from './errors';
 import { registerBlocks } from './registry';
 import { computeStatistics, type StatisticsOptions, type StatisticsResult } from './statistics';
@@ -167,6 +167,7 @@ export class KfacOptimizer {
         throw e;
       }
       for (const b of this.blocks) b.accumulate(r.stats.get(b.name) as never);
+      releaseStats(r.stats.values());
     } finally {
       if (xs !== x) xs.dispose();
       if (ys && ys !== labels) ys.dispose();
@@ -245,7 +246,10 @@ export class KfacOptimizer {
         this.step = step;
         this.jointStep = step;
         if (r instanceof KfacError) this.fail(r, 'skipped statistics');
-        else for (const b of this.blocks) b.accumulate(r.stats.get(b.name) as never);
+        else {
+          for (const b of this.blocks) b.accumulate(r.stats.get(b.name) as never);
+          releaseStats(r.stats.values());
+        }
       },
     };
   }
