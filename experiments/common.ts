@@ -2,7 +2,7 @@
  * What every experiment command shares: resolve the profile with command-line overrides (validated), initialise
  * the backend, open the data, read the tuned baselines, and run configured runs through the one training loop.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BackendInfo, type BackendName, initBackend } from '../src/backend';
@@ -184,6 +184,33 @@ export function seededRunId(run: string, seed: number): string {
 }
 
 /**
+ * Moves the result files (CSV, sidecar, checkpoint) of every seed of these lines that is not about to be trained into
+ * `<resultsDir>/superseded/`, saying so: nothing is deleted, and the report (which reads only the folder itself) sees
+ * one consistent set of seeds per line.
+ */
+export function supersedeOtherSeeds(resultsDir: string, lines: { run: string; seeds: number[] }[]): string[] {
+  if (!existsSync(resultsDir)) return [];
+  const moved: string[] = [];
+  const names = readdirSync(resultsDir);
+  for (const { run, seeds } of lines) {
+    const keep = new Set(seeds);
+    const pattern = new RegExp(`^${run.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-s(\\d+)\\.(csv|json|ckpt)$`);
+    const stale = names.filter((n) => {
+      const m = pattern.exec(n);
+      return m !== null && !keep.has(Number(m[1]));
+    });
+    if (!stale.length) continue;
+    const dir = join(resultsDir, 'superseded');
+    mkdirSync(dir, { recursive: true });
+    for (const n of stale) renameSync(join(resultsDir, n), join(dir, n));
+    moved.push(...stale);
+    const other = [...new Set(stale.map((n) => Number(pattern.exec(n)![1])))].sort((a, b) => a - b);
+    console.log(`${run}: seeds ${other.join(', ')} of an earlier run are not re-run now; their files moved to ${dir}/`);
+  }
+  return moved;
+}
+
+/**
  * Checks `--seeds`: a whole number from 1 to 100; unset, 3 at the quick profile (the fewest that give a 95 % interval
  * any width short of the whole line) and 1 at the paper profile (one paper run takes days on a GPU cluster).
  */
@@ -231,6 +258,14 @@ export async function trainRuns(
     notes: tuning ? { ...notes, tuning } : notes,
     group,
   }));
+  // a fresh run of a line with N seeds leaves no other seed of it beside them (e.g. seeds 4–8 of an earlier, longer
+  // run, perhaps on another copy of the data), which the report would pool with the new ones
+  if (opts.seeds !== undefined && !opts.resume) {
+    supersedeOtherSeeds(
+      resultsDir,
+      base.map((b) => ({ run: b.r.run, seeds: seedList(0, opts.seeds!).map((i) => (b.r.seed ?? 0) + i) })),
+    );
+  }
   const out: RunSummary[] = [];
   for (const [i, { cfg, dist, notes: runNotes, group }] of checked.entries()) {
     const ctx = { experiment: p.experiment.name, profile: p.profileName, resultsDir, backend: p.backend, data: p.data, notes: runNotes, resume: opts.resume, group };

@@ -8,16 +8,17 @@
  *     real grid points) writes a summary whose best point is chosen by the lowest final training loss (checked here
  *     against the summary's own numbers) with its trial count; `exp run updates --seeds 2` trains one CSV and sidecar
  *     per seed with the grid's damping (the sidecar says where it came from); `--resume --seeds 3` skips the two
- *     finished seeds and trains the third.
+ *     finished seeds and trains the third; a fresh `--seeds 1` then moves seeds 2 and 3 aside into superseded/ (so
+ *     the report never pools an earlier run's extra seeds with new ones), touching no other line's files.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { parse } from 'csv-parse/sync';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseSeeds } from '../experiments/common';
+import { parseSeeds, supersedeOtherSeeds } from '../experiments/common';
 import { openTrainData } from '../experiments/data';
 import { loadExperiments } from '../experiments/registry';
 import { initBackend } from '../src/backend';
@@ -142,6 +143,24 @@ describe('exp run --seeds and the K-FAC grid, end to end', () => {
     expect(b.stdout).toContain('kfac-bz32-s3.csv');
     expect(side(3).seed).toBe(3);
     expect(existsSync(join(dir, 'kfac-bz32-s3.csv'))).toBe(true);
+
+    // a fresh run with fewer seeds moves the other seeds' files aside (nothing deleted), so the report pools one set
+    const c = run(['--seeds', '1']);
+    expect(c.code).toBe(0);
+    expect(c.stdout).toContain(`kfac-bz32: seeds 2, 3 of an earlier run are not re-run now; their files moved to ${join(dir, 'superseded')}/`);
+    expect(readdirSync(dir).filter((n) => n.startsWith('kfac-bz32-s')).sort()).toEqual(['kfac-bz32-s1.csv', 'kfac-bz32-s1.json']);
+    expect(readdirSync(join(dir, 'superseded')).sort()).toEqual(['kfac-bz32-s2.csv', 'kfac-bz32-s2.json', 'kfac-bz32-s3.csv', 'kfac-bz32-s3.json']);
+  });
+
+  it("moving other seeds aside touches only the line's own files", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dkfac-supersede-'));
+    const names = ['a-s1.csv', 'a-s4.csv', 'a-s4.json', 'a-s4.ckpt', 'a-s4.csv.tmp', 'a-rbz8-s4.csv', 'ab-s4.csv', 'xa-s4.csv', 'a.b-s4.csv'];
+    for (const n of names) writeFileSync(join(dir, n), '');
+    expect(supersedeOtherSeeds(dir, [{ run: 'a', seeds: [1, 2, 3] }]).sort()).toEqual(['a-s4.ckpt', 'a-s4.csv', 'a-s4.json']);
+    expect(readdirSync(dir).sort()).toEqual(['a-rbz8-s4.csv', 'a-s1.csv', 'a-s4.csv.tmp', 'a.b-s4.csv', 'ab-s4.csv', 'superseded', 'xa-s4.csv']);
+    // a dot in a run id is a dot, not any character
+    expect(supersedeOtherSeeds(dir, [{ run: 'a.b', seeds: [1] }])).toEqual(['a.b-s4.csv']);
+    expect(supersedeOtherSeeds(join(dir, 'missing'), [{ run: 'a', seeds: [1] }])).toEqual([]);
   });
 });
 
