@@ -7,16 +7,10 @@
  * fastest window) of each is what the calibration removes: a spread of 1.00 would be a drift-free clock.
  */
 import { initBackend, setEngineThreads } from '../src/backend';
-import { CalibratedClock } from '../src/distributed/calibration';
+import { CalibratedClock, median } from '../src/distributed/calibration';
 import { cpuMs } from '../src/distributed/roles';
 import { benchTrainer } from './kfac';
 import { QUICK_MODELS } from './models';
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 export async function benchClock(seconds = Number(process.env.DKFAC_BENCH_CLOCK_S ?? 90)) {
   const backend = await initBackend();
