@@ -195,16 +195,16 @@ export function supersedeOtherSeeds(resultsDir: string, lines: { run: string; se
   for (const { run, seeds } of lines) {
     const keep = new Set(seeds);
     const pattern = new RegExp(`^${run.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-s(\\d+)\\.(csv|json|ckpt)$`);
-    const stale = names.filter((n) => {
-      const m = pattern.exec(n);
-      return m !== null && !keep.has(Number(m[1]));
+    const stale = names.flatMap((n) => {
+      const seed = Number(pattern.exec(n)?.[1] ?? Number.NaN);
+      return Number.isNaN(seed) || keep.has(seed) ? [] : [{ n, seed }];
     });
     if (!stale.length) continue;
     const dir = join(resultsDir, 'superseded');
     mkdirSync(dir, { recursive: true });
-    for (const n of stale) renameSync(join(resultsDir, n), join(dir, n));
-    moved.push(...stale);
-    const other = [...new Set(stale.map((n) => Number(pattern.exec(n)![1])))].sort((a, b) => a - b);
+    for (const { n } of stale) renameSync(join(resultsDir, n), join(dir, n));
+    moved.push(...stale.map(({ n }) => n));
+    const other = [...new Set(stale.map(({ seed }) => seed))].sort((a, b) => a - b);
     console.log(`${run}: seeds ${other.join(', ')} of an earlier run are not re-run now; their files moved to ${dir}/`);
   }
   return moved;

@@ -113,10 +113,11 @@ export const fig3 = defineExperiment({
       data: { name: 'fashion-mnist', scheduleEpoch: 12000 },
       model: { arch: 'googlenet', bn: true, width: 0.25, stem: 'small', stages: [1, 1, 0] },
       batchSize: 128,
-      // 150 updates (1.6 epochs of 12,000): the four runs × 3 seeds in about 12 min on the native engine
+      // 150 updates (1.6 epochs of 12,000): the four runs × 5 seeds in about 8 min on the native engine
       examples: 128 * 150,
-      // every role in-line, timed by CPU time (other processes sharing the 2 vCPUs do not inflate the simulated
-      // clock); the inverses with the lagged stand-in for async: computed from step s's factors, installed at s + 5
+      // every role in-line, timed by calibrated CPU time (neither other processes sharing the 2 vCPUs nor the
+      // machine's own speed drift move the simulated clock); the inverses with the lagged stand-in for async:
+      // computed from step s's factors, installed at s + 5
       roles: { gpus: 4, inverseThreads: 2, inverse: 'lagged', lag: 5, costClock: 'calibrated' },
       sgd: { rbz: { improved: 32, standard: 8 }, lr: { '32': 0.4, '8': 0.2 } },
       // cheap App. A conv factors as in every ImageNet run; the stats worker's batch = one SGD worker's shard;

@@ -127,7 +127,7 @@ export const fig5 = defineExperiment({
       // 100 updates: the four runs (SGD+BN, K-FAC, K-FAC flatten head Kronecker and doubly factored) × 3 seeds in 10 min on the native
       // engine; a multiple of logEvery, so the last CSV row is a full interval
       examples: 128 * 100,
-      // every role in-line, timed by CPU time; inverses with the lagged stand-in for async (installed 5 steps later)
+      // every role in-line, timed by calibrated CPU time; inverses with the lagged stand-in for async (installed 5 steps later)
       roles: { gpus: 8, inverseThreads: 2, inverse: 'lagged', lag: 5, costClock: 'calibrated' },
       sgd: { rbz: 16, lr: 0.2 },
       kfac: { conv: 'cheap', damping: 0.1, statsBatch: 16 },

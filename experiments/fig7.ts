@@ -72,7 +72,7 @@ export const fig7 = defineExperiment({
       batchSize: 128,
       // 140 updates: the two runs × 5 seeds in about 4 min on the native engine
       examples: 128 * 140,
-      // every role in-line and timed by CPU time, so that the time-per-iteration ratio is not at the mercy of other
+      // every role in-line and timed by calibrated CPU time, so that the time-per-iteration ratio is not at the mercy of other
       // processes sharing the 2 vCPUs (the sync inverses are waited for anyway)
       roles: { gpus: 4, inverseThreads: 2, inverse: 'sync', syncEvery: 10, costClock: 'calibrated' },
       kfac: { damping: 0.1, statsBatch: 32 },

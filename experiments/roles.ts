@@ -10,7 +10,7 @@
  * feed the simulated clock (src/distributed/clock.ts), which runs them in parallel.
  */
 import { z } from 'zod';
-import type { DistConfigInput } from '../src/distributed/server';
+import { CostClockSetting, type DistConfigInput } from '../src/distributed/server';
 
 export const Roles = z.strictObject({
   /** GPUs of the paper's setup for this figure */
@@ -34,7 +34,7 @@ export const Roles = z.strictObject({
    * too and the inverse schedule must be 'lagged' or 'sync'), or CPU time calibrated against a reference workload
    * timed before every step ('calibrated': the machine's own speed drift removed as well; in-line like 'cpu')
    */
-  costClock: z.enum(['wall', 'cpu', 'calibrated']).default('wall'),
+  costClock: CostClockSetting.default('wall'),
 });
 export type Roles = z.infer<typeof Roles>;
 

@@ -123,14 +123,14 @@ describe("ParameterServer with costClock 'calibrated'", () => {
         const sum = ps.calibrated!.summary()!;
         expect(sum.count).toBe(k + 1);
         expect(sum.nominalMs).toBe(NOMINAL_REFERENCE_MS[sum.engine] ?? NOMINAL_REFERENCE_MS.native);
-        expect(sum.lastScale).toBeCloseTo(sum.nominalMs / median(ps.calibrated!.state().recent), 9);
+        expect(sum.lastScale).toBeCloseTo(sum.nominalMs / median(ps.calibrated!.recent), 9);
         const { compute, update } = ps.clock.last;
         expect(compute).toBe(Math.max(...r.roleMs.shards));
         expect(compute).toBeGreaterThan(0);
         // the shards and the update ran one after the other on this thread, after the reference: in raw CPU time they
         // fit in the step's CPU time less at least the reference's faster run
         const raw = (r.roleMs.shards.reduce((a, b) => a + b, 0) + update) / sum.lastScale;
-        expect(raw).toBeLessThanOrEqual(cpu - ps.calibrated!.state().recent.at(-1)! + 0.5);
+        expect(raw).toBeLessThanOrEqual(cpu - ps.calibrated!.recent.at(-1)! + 0.5);
       }
       const st = ps.state();
       expect(st.calibration?.all.length).toBe(4);

@@ -97,10 +97,12 @@ export interface CalibrationSummary {
  * measured CPU time × that scale.
  */
 export class CalibratedClock {
+  private readonly clock: CostClock;
+  private readonly window: number;
   private raw: number;
   private acc = 0;
   private scale = 1;
-  private readonly recent: number[] = [];
+  /** every reference timing so far; the scale is the median of the last `window` */
   private readonly all: number[] = [];
   readonly nominalMs: number;
   readonly engine: string;
@@ -117,32 +119,37 @@ export class CalibratedClock {
       window?: number;
     } = {},
   ) {
+    this.clock = opts.clock ?? cpuMs;
+    this.window = opts.window ?? 15;
     this.engine = currentBackend()?.name ?? 'unknown';
     this.nominalMs = opts.nominalMs ?? NOMINAL_REFERENCE_MS[this.engine] ?? NOMINAL_REFERENCE_MS.native;
     if (!(this.nominalMs > 0)) throw new Error(`calibrated clock: the nominal reference time must be positive, not ${this.nominalMs}`);
-    this.raw = (opts.clock ?? cpuMs)();
+    this.raw = this.clock();
   }
 
   /** The calibrated reading (ms on the nominal machine). */
   readonly now: CostClock = () => {
-    const r = (this.opts.clock ?? cpuMs)();
+    const r = this.clock();
     this.acc += (r - this.raw) * this.scale;
     this.raw = r;
     return this.acc;
   };
 
+  /** The reference timings the current scale is the median of. */
+  get recent(): number[] {
+    return this.all.slice(-this.window);
+  }
+
   /** Times the reference (the faster of two runs) and updates the scale. Call between measured work only. */
   calibrate(): number {
     this.now(); // what was measured so far keeps the old scale
-    const ref = this.opts.reference ?? (() => timeReference(this.opts.clock ?? cpuMs));
+    const ref = this.opts.reference ?? (() => timeReference(this.clock));
     const t = Math.min(ref(), ref());
     if (!(t > 0) || !Number.isFinite(t)) throw new Error(`calibrated clock: the reference workload timed ${t} ms`);
-    this.recent.push(t);
     this.all.push(t);
-    while (this.recent.length > (this.opts.window ?? 15)) this.recent.shift();
     this.scale = this.nominalMs / median(this.recent);
     // the reference's own time is on no clock
-    this.raw = (this.opts.clock ?? cpuMs)();
+    this.raw = this.clock();
     return this.scale;
   }
 
@@ -159,16 +166,15 @@ export class CalibratedClock {
     };
   }
 
-  /** For checkpoints: the recent reference timings (a resumed run starts from the same scale). */
-  state(): { recent: number[]; all: number[]; scale: number } {
-    return { recent: this.recent.slice(), all: this.all.slice(), scale: this.scale };
+  /** For checkpoints: the reference timings so far (a resumed run starts from the same scale). */
+  state(): { all: number[] } {
+    return { all: this.all.slice() };
   }
 
   restore(s: ReturnType<CalibratedClock['state']>): void {
-    this.recent.splice(0, this.recent.length, ...s.recent);
     this.all.splice(0, this.all.length, ...s.all);
-    this.scale = s.scale;
-    this.raw = (this.opts.clock ?? cpuMs)();
+    this.scale = this.all.length ? this.nominalMs / median(this.recent) : 1;
+    this.raw = this.clock();
   }
 }
 

@@ -46,6 +46,9 @@ import { type PumpTask, StatsPump } from './stats-pump';
 /** Where a role runs: this thread, worker threads of this process, or worker processes through Redis. */
 const Transport = z.enum(['inline', 'thread', 'redis']);
 
+/** The clocks role costs can be measured with (DistConfig.costClock; the experiments' roles take the same). */
+export const CostClockSetting = z.enum(['wall', 'cpu', 'calibrated']);
+
 export const DistConfig = z.strictObject({
   /** N: gradient workers (the paper's "gpu1" / "gpu4") */
   gradientWorkers: z.number().int().min(1).max(16).default(1),
@@ -84,7 +87,7 @@ export const DistConfig = z.strictObject({
    * nothing else in the process runs at the same time) or 'calibrated' (CPU time rescaled by a reference workload
    * timed before every step, which removes most of the machine's own speed drift: calibration.ts; every role in-line)
    */
-  costClock: z.enum(['wall', 'cpu', 'calibrated']).default('wall'),
+  costClock: CostClockSetting.default('wall'),
   /** a worker that throws or dies: run its task again on a fresh worker, or stop the run cleanly */
   onFault: z.enum(['respawn', 'stop']).default('stop'),
   retries: z.number().int().min(0).max(10).default(2),

@@ -237,21 +237,24 @@ function restoreEmas(name: string, emas: ZeroDebiasedEma[], s: BlockState): void
 const checkedFinite = new WeakSet<Float64Array>();
 
 /** Throws KfacError(name, 'statistics') at the first non-finite entry of a batch's statistics. */
-export function checkStatsFinite(name: string, s: BlockStats): void {
-  const arrays: [Float64Array, string][] =
-    s.kind === 'kronecker'
+/** A batch's statistics arrays, each with what it is. */
+function statsArrays(s: BlockStats): [Float64Array, string][] {
+  return s.kind === 'kronecker'
+    ? [
+        [s.A, 'A factor'],
+        [s.G, 'G factor'],
+      ]
+    : s.kind === 'doubly-factored'
       ? [
-          [s.A, 'A factor'],
-          [s.G, 'G factor'],
+          [s.K, 'E[KKᵀ]'],
+          [s.Psi, 'E[ΨΨᵀ]'],
+          [s.D, 'E[DsDsᵀ]'],
         ]
-      : s.kind === 'doubly-factored'
-        ? [
-            [s.K, 'E[KKᵀ]'],
-            [s.Psi, 'E[ΨΨᵀ]'],
-            [s.D, 'E[DsDsᵀ]'],
-          ]
-        : [[s.F, 'scale/shift block']];
-  for (const [a, label] of arrays) {
+      : [[s.F, 'scale/shift block']];
+}
+
+export function checkStatsFinite(name: string, s: BlockStats): void {
+  for (const [a, label] of statsArrays(s)) {
     if (checkedFinite.has(a)) continue;
     assertFinite(a, name, 'statistics', label);
     checkedFinite.add(a);
@@ -264,8 +267,7 @@ export function checkStatsFinite(name: string, s: BlockStats): void {
  * Only for statistics nothing else holds (the optimizer's own batches, not a message's).
  */
 export function releaseStats(stats: Iterable<BlockStats>): void {
-  const arrays: Float64Array[] = [];
-  for (const s of stats) arrays.push(...(s.kind === 'kronecker' ? [s.A, s.G] : s.kind === 'doubly-factored' ? [s.K, s.Psi, s.D] : [s.F]));
+  const arrays = [...stats].flatMap((s) => statsArrays(s).map(([a]) => a));
   for (const a of arrays) checkedFinite.delete(a);
   releaseMoments(arrays);
 }

@@ -142,6 +142,12 @@ export class KfacOptimizer {
     this.events.push({ step: this.step, layer: e.layer, what: e.what, action, damping: raised, message: e.message });
   }
 
+  /** A batch's statistics folded into every block's moving averages; their matrices then go back to the pool. */
+  private fold(r: StatisticsResult): void {
+    for (const b of this.blocks) b.accumulate(r.stats.get(b.name) as never);
+    releaseStats(r.stats.values());
+  }
+
   /** Statistics of a batch folded into every block's moving averages (targets sampled from the model). */
   accumulateStatistics(x: tf.Tensor4D, labels: tf.Tensor1D | undefined): void {
     const M = this.cfg.statsBatch ? Math.min(this.cfg.statsBatch, x.shape[0]) : x.shape[0];
@@ -166,8 +172,7 @@ export class KfacOptimizer {
         }
         throw e;
       }
-      for (const b of this.blocks) b.accumulate(r.stats.get(b.name) as never);
-      releaseStats(r.stats.values());
+      this.fold(r);
     } finally {
       if (xs !== x) xs.dispose();
       if (ys && ys !== labels) ys.dispose();
@@ -246,10 +251,7 @@ export class KfacOptimizer {
         this.step = step;
         this.jointStep = step;
         if (r instanceof KfacError) this.fail(r, 'skipped statistics');
-        else {
-          for (const b of this.blocks) b.accumulate(r.stats.get(b.name) as never);
-          releaseStats(r.stats.values());
-        }
+        else this.fold(r);
       },
     };
   }
