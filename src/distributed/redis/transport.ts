@@ -247,8 +247,19 @@ export class RedisRun {
       const oldest = Math.min(...waiting.map((p) => p.submittedAt));
       if (t - oldest < Math.min(NOTICE_AFTER_MS, (this.cfg.workerWaitSeconds * 1000) / 2)) continue;
       if (!serving.length) this.noWorkerSince.set(role, this.noWorkerSince.get(role) ?? oldest);
+      const notice = () => {
+        this.lastNotice.set(role, t);
+        const what = `${waiting.length} ${role} task${waiting.length > 1 ? 's' : ''} (${waiting.map((p) => p.id).join(', ')}) for ${((t - oldest) / 1000).toFixed(0)} s`;
+        this.log(
+          serving.length
+            ? `redis: waiting for ${what}; ${serving.length} worker${serving.length > 1 ? 's' : ''} serving '${role}' connected (${serving.map((w) => `${w.name} busy ${w.busy}/${w.threads}`).join(', ')})`
+            : `redis: waiting for ${what}: no worker serving '${role}' is connected to ${this.url} (start one: npm run worker -- --redis ${this.url} --roles ${role}); giving up after ${this.cfg.workerWaitSeconds} s`,
+        );
+      };
       const since = this.noWorkerSince.get(role);
       if (since !== undefined && (t - since) / 1000 > this.cfg.workerWaitSeconds) {
+        // a late check (a busy machine) may pass the notice's time and the give-up's at once: the wait is still said first
+        if (!this.lastNotice.has(role)) notice();
         this.fail(
           new TransportError(
             `no worker serving '${role}' for ${((t - since) / 1000).toFixed(0)} s (more than ${this.cfg.workerWaitSeconds} s) while task${waiting.length > 1 ? 's' : ''} ${waiting.map((p) => p.id).join(', ')} waited: giving up; the checkpoint and CSV are intact, rerun with --resume once workers are connected`,
@@ -257,13 +268,7 @@ export class RedisRun {
         return;
       }
       if (t - (this.lastNotice.get(role) ?? -Infinity) < NOTICE_EVERY_MS) continue;
-      this.lastNotice.set(role, t);
-      const what = `${waiting.length} ${role} task${waiting.length > 1 ? 's' : ''} (${waiting.map((p) => p.id).join(', ')}) for ${((t - oldest) / 1000).toFixed(0)} s`;
-      this.log(
-        serving.length
-          ? `redis: waiting for ${what}; ${serving.length} worker${serving.length > 1 ? 's' : ''} serving '${role}' connected (${serving.map((w) => `${w.name} busy ${w.busy}/${w.threads}`).join(', ')})`
-          : `redis: waiting for ${what}: no worker serving '${role}' is connected to ${this.url} (start one: npm run worker -- --redis ${this.url} --roles ${role}); giving up after ${this.cfg.workerWaitSeconds} s`,
-      );
+      notice();
     }
   }
 
