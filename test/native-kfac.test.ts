@@ -2,14 +2,15 @@
  * The native engine's K-FAC bookkeeping (native/src/kfac.cc) against the TypeScript passes it replaces: the same
  * bits for the factor moments and the moving-average fold, the same verdict of the finiteness check; and its Gram
  * kernel (OpenBLAS ssyrk, native/src/linalg.cc) against XᵀX summed in float64 here, and the factors it feeds against
- * the same factors on the plain wasm engine.
+ * the same factors on the plain wasm engine; its patch Gram kernel (the KFC input factor's PᵀP from shifted products of
+ * the input) against the patches' Gram in float64 and the KFC factors on wasm.
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend';
-import { GRAM_KERNEL, hasKernel } from '../src/backend/fused-ops';
+import { GRAM_KERNEL, hasKernel, PATCH_GRAM_KERNEL } from '../src/backend/fused-ops';
 import { loadNative } from '../src/backend/native';
-import { denseFactors, momentFromGramTs } from '../src/kfac/factors';
+import { convKfcFactors, denseFactors, extractPatches, momentFromGramTs } from '../src/kfac/factors';
 import { mulberry32 } from '../src/linalg/random';
 
 const addon = loadNative();
@@ -105,6 +106,77 @@ describe.skipIf(!addon)('the native Gram kernel (skipped: the addon is not built
     };
     const w = await factors('wasm');
     const n = await factors('native');
+    for (const k of ['A', 'G'] as const) {
+      expect(n[k].length).toBe(w[k].length);
+      const scale = Math.max(...Array.from(w[k], Math.abs));
+      n[k].forEach((v, i) => expect(Math.abs(v - w[k][i]!) / scale, `${k}[${i}]`).toBeLessThan(1e-5));
+    }
+  });
+});
+
+describe.skipIf(!addon)('the native patch Gram kernel (skipped: the addon is not built)', () => {
+  afterAll(async () => {
+    await initBackend();
+  });
+  const r = mulberry32(23);
+  it.each([
+    [2, 5, 5, 3, 3, 3, 'same'],
+    [3, 7, 6, 2, 5, 5, 'same'],
+    [2, 9, 8, 4, 3, 3, 'valid'],
+    [1, 4, 3, 5, 5, 5, 'same'],
+    [2, 6, 7, 3, 2, 3, 'same'],
+    [2, 6, 5, 2, 1, 3, 'valid'],
+    [3, 5, 9, 2, 4, 2, 'same'],
+    [5, 16, 16, 8, 5, 5, 'same'],
+  ] as const)('N %i, %i×%i×%i input, %i×%i kernel, %s: PᵀP of the patches to 1e-5 relative, exactly symmetric', async (N, H, W, C, kh, kw, padding) => {
+    const x = Float32Array.from({ length: N * H * W * C }, () => 2 * r() - 1);
+    const geometry = { kernel: [kh, kw] as [number, number], strides: [1, 1] as [number, number], padding };
+    // the reference: the patches on the cpu backend (its own slices and concatenation), multiplied out in float64
+    await tf.setBackend('cpu');
+    const p = tf.tidy(() => extractPatches(tf.tensor4d(x, [N, H, W, C]), geometry));
+    const [, Ho, Wo, K] = p.shape;
+    const pd = p.dataSync();
+    p.dispose();
+    await initBackend('native');
+    expect(hasKernel(PATCH_GRAM_KERNEL)).toBe(true);
+    const g = tf.tidy(() => tf.engine().runKernel(PATCH_GRAM_KERNEL, { x: tf.tensor4d(x, [N, H, W, C]) }, { kernel: [kh, kw], padding }) as tf.Tensor);
+    expect(g.shape).toEqual([K, K]);
+    const got = g.dataSync();
+    g.dispose();
+    const rows = N * Ho * Wo;
+    let worst = 0;
+    let asym = 0;
+    for (let i = 0; i < K; i++) {
+      for (let j = 0; j < K; j++) {
+        let want = 0;
+        let scale = 0;
+        for (let n = 0; n < rows; n++) {
+          const v = pd[n * K + i]! * pd[n * K + j]!;
+          want += v;
+          scale += Math.abs(v);
+        }
+        worst = Math.max(worst, Math.abs(got[i * K + j]! - want) / Math.max(scale, 1e-30));
+        if (got[i * K + j] !== got[j * K + i]) asym++;
+      }
+    }
+    expect(worst).toBeLessThan(1e-5);
+    expect(asym).toBe(0);
+  });
+  it("a stride-1 conv layer's KFC factors are the same on the native engine (patch Gram) as on wasm (patches), to 1e-5", async () => {
+    const x = Float32Array.from({ length: 6 * 10 * 10 * 4 }, () => 2 * r() - 1);
+    const ds = Float32Array.from({ length: 6 * 10 * 10 * 5 }, () => 2 * r() - 1);
+    const g = { kernel: [3, 3] as [number, number], strides: [1, 1] as [number, number], padding: 'same' as const };
+    const factors = async (engine: 'native' | 'wasm') => {
+      await initBackend(engine);
+      expect(hasKernel(PATCH_GRAM_KERNEL)).toBe(engine === 'native');
+      const [tx, td] = [tf.tensor4d(x, [6, 10, 10, 4]), tf.tensor4d(ds, [6, 10, 10, 5])];
+      const f = convKfcFactors(tx, td, g, true);
+      tf.dispose([tx, td]);
+      return f;
+    };
+    const w = await factors('wasm');
+    const n = await factors('native');
+    expect(n.scale).toBe(w.scale);
     for (const k of ['A', 'G'] as const) {
       expect(n[k].length).toBe(w[k].length);
       const scale = Math.max(...Array.from(w[k], Math.abs));

@@ -154,6 +154,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   DK_EXPORT(exports, "symEigF64", SymEigF64);
   DK_EXPORT(exports, "linalgThreads", LinalgThreads);
   DK_EXPORT(exports, "gram", Gram);
+  DK_EXPORT(exports, "patchGram", PatchGram);
   return exports;
 }
 

@@ -109,5 +109,6 @@ Napi::Value SpdInverseF64(const Napi::CallbackInfo& info);
 Napi::Value SymEigF64(const Napi::CallbackInfo& info);
 Napi::Value LinalgThreads(const Napi::CallbackInfo& info);
 Napi::Value Gram(const Napi::CallbackInfo& info);
+Napi::Value PatchGram(const Napi::CallbackInfo& info);
 
 }  // namespace dk

@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <mutex>
 #include <shared_mutex>
@@ -40,6 +41,8 @@ void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const 
              const int* lwork, int* iwork, const int* liwork, int* info);
 void ssyrk_(const char* uplo, const char* trans, const int* n, const int* k, const float* alpha, const float* a,
             const int* lda, const float* beta, float* c, const int* ldc);
+void sgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const float* alpha, const float* a,
+            const int* lda, const float* b, const int* ldb, const float* beta, float* c, const int* ldc);
 void openblas_set_num_threads(int n);
 int openblas_get_parallel(void);
 }
@@ -235,6 +238,160 @@ Napi::Value Gram(const Napi::CallbackInfo& info) {
   }
   for (int64_t i = 0; i < K; i++) {
     for (int64_t j = i + 1; j < K; j++) out[i * K + j] = out[j * K + i];
+  }
+  return info.Env().Undefined();
+}
+
+namespace {
+
+/**
+ * The input positions one kernel tap covers along an axis, for stride 1: tap i reads input index y + i − before for
+ * the outputs y ∈ [0, out), clipped to the input [0, n): the range [lo_i, hi_i). The ranges of all taps cut the axis
+ * into segments (between consecutive distinct end points); each tap's range is a run of whole segments, [first, last).
+ */
+struct AxisSegments {
+  std::vector<int64_t> edges;                  // segment s is [edges[s], edges[s + 1])
+  std::vector<std::pair<int64_t, int64_t>> tap;  // per tap: its run of segments
+};
+
+AxisSegments axisSegments(int64_t n, int64_t k, int64_t out, int64_t before) {
+  AxisSegments a;
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  for (int64_t i = 0; i < k; i++) {
+    const int64_t lo = std::clamp<int64_t>(i - before, 0, n), hi = std::clamp<int64_t>(i - before + out, 0, n);
+    ranges.emplace_back(lo, std::max(lo, hi));
+    a.edges.push_back(lo);
+    a.edges.push_back(std::max(lo, hi));
+  }
+  std::sort(a.edges.begin(), a.edges.end());
+  a.edges.erase(std::unique(a.edges.begin(), a.edges.end()), a.edges.end());
+  for (auto [lo, hi] : ranges) {
+    const auto f = std::lower_bound(a.edges.begin(), a.edges.end(), lo) - a.edges.begin();
+    const auto l = std::lower_bound(a.edges.begin(), a.edges.end(), hi) - a.edges.begin();
+    a.tap.emplace_back(f, l);
+  }
+  return a;
+}
+
+}  // namespace
+
+// patchGram(heap, x, out, dims = [N, H, W, C, Ho, Wo, KH, KW, strideH = 1, strideW = 1, padTop, padLeft]): the Gram matrix PᵀP of every stride-1
+// conv patch (the rows of the im2col matrix P, [N·Ho·Wo, K], K = KH·KW·C in the kernel's (i, j, c) order), K×K, for
+// the KFC input factor, WITHOUT the patches. The block of taps d = (i, j) and d' = (i', j') is
+//   Σ_n Σ_{q ∈ R_d} x[n, q]ᵀ x[n, q + δ]        (δ = d' − d; x zero outside the image)
+// where R_d = the input positions tap d covers, a rectangle. So the whole matrix needs, for each of the
+// (2KH−1)(2KW−1)/2 + … shifts δ with d ≤ d' (half of them, the other blocks being transposes), only C×C products
+// summed over the image once: (2k−1)²/2 instead of k⁴/2 multiply-adds per position and channel pair, 7.6× fewer for a
+// 5×5 kernel, 3.1× for 3×3. The rectangles R_d are unions of segments of each axis (axisSegments), so for each δ
+// the products are summed per region (row segment × column segment) with BLAS sgemm, and every block is read off
+// 2-D prefix sums over the regions (in float64). Layout for the products: the input copied once, zero-padded by
+// KH−1 rows and KW−1 columns on each side, as [Hp, N, Wp, C]; then for one row segment all positions (r, n, c) are
+// consecutive rows of one matrix, and the same rows shifted by δ start (δy·N·Wp + δx)·C floats further: one sgemm per
+// (δ, row segment) with the padding columns in it (zeros on the unshifted side: they add nothing). A column segment
+// that is not the widest is summed column by column (rows (r, n) at a constant stride Wp·C); the widest is the whole
+// width minus the others. Sums in float32 inside sgemm, as the patch Gram's ssyrk; prefix sums in float64.
+Napi::Value PatchGram(const Napi::CallbackInfo& info) {
+  auto heap = info[0].As<Napi::ArrayBuffer>();
+  const int32_t* d = dimsOf(info[3], 12, "patchGram");
+  const int64_t N = d[0], H = d[1], W = d[2], C = d[3], Ho = d[4], Wo = d[5], KH = d[6], KW = d[7], top = d[10],
+                left = d[11];
+  if (d[8] != 1 || d[9] != 1) throw Napi::Error::New(info.Env(), "patchGram: stride 1 only");
+  const float* x = heapF32(heap, info[1]);
+  float* out = heapF32(heap, info[2]);
+  const int64_t K = KH * KW * C;
+  if (N < 0 || H <= 0 || W <= 0 || C <= 0 || KH <= 0 || KW <= 0 || Ho <= 0 || Wo <= 0 || K > kMaxOrder) {
+    throw Napi::Error::New(info.Env(), "patchGram: sizes out of range");
+  }
+  std::fill(out, out + K * K, 0.0f);
+  if (N == 0) return info.Env().Undefined();
+  const int64_t ph = KH - 1, pw = KW - 1, Hp = H + 2 * ph, Wp = W + 2 * pw;
+  // [Hp, N, Wp, C], zero padded, plus a margin of pw positions at both ends for the shifted reads of the first and
+  // last rows (those land in the padding columns of a neighbouring row: zeros or values, either way multiplied by 0)
+  const int64_t margin = pw * C;
+  if (static_cast<double>(Hp) * N * Wp * C + 2.0 * margin > std::numeric_limits<int>::max()) {
+    throw Napi::Error::New(info.Env(), "patchGram: input too large");
+  }
+  std::vector<float> buf(static_cast<size_t>(Hp * N * Wp * C + 2 * margin), 0.0f);
+  float* xt = buf.data() + margin;
+  for (int64_t n = 0; n < N; n++) {
+    for (int64_t r = 0; r < H; r++) {
+      std::memcpy(xt + (((r + ph) * N + n) * Wp + pw) * C, x + ((n * H + r) * W) * C, W * C * sizeof(float));
+    }
+  }
+  const AxisSegments rows = axisSegments(H, KH, Ho, top), cols = axisSegments(W, KW, Wo, left);
+  const int64_t RS = static_cast<int64_t>(rows.edges.size()) - 1, CS = static_cast<int64_t>(cols.edges.size()) - 1;
+  int64_t wide = 0;  // the widest column segment: the whole width minus the others
+  for (int64_t s = 1; s < CS; s++) {
+    if (cols.edges[s + 1] - cols.edges[s] > cols.edges[wide + 1] - cols.edges[wide]) wide = s;
+  }
+  const int64_t CC = C * C;
+  std::vector<float> region(static_cast<size_t>(RS * CS * CC)), full(static_cast<size_t>(CC)), one(static_cast<size_t>(CC));
+  std::vector<double> prefix(static_cast<size_t>((RS + 1) * (CS + 1) * CC));
+  const int c32 = static_cast<int>(C);
+  const float alpha = 1.0f, zero = 0.0f;
+  LapackGuard guard;
+  for (int64_t dy = 0; dy < KH; dy++) {
+    for (int64_t dx = -(KW - 1); dx < KW; dx++) {
+      if (dy == 0 && dx < 0) continue;  // d ≤ d' in the taps' order: half of the shifts
+      const int64_t shift = (dy * N * Wp + dx) * C;
+      for (int64_t rs = 0; rs < RS; rs++) {
+        const int64_t r0 = rows.edges[rs], r1 = rows.edges[rs + 1];
+        const float* u = xt + ((r0 + ph) * N * Wp) * C;
+        // all positions of the row segment, the padding columns included: Σ uᵀ(u shifted), row-major C×C (sgemm is
+        // column-major: the row-major [rows, C] matrices are its C×rows ones, and Vᵀ·U column-major is UᵀV row-major)
+        const int m = static_cast<int>((r1 - r0) * N * Wp);
+        sgemm_("N", "T", &c32, &c32, &m, &alpha, u + shift, &c32, u, &c32, &zero, full.data(), &c32);
+        float* wideOut = region.data() + (rs * CS + wide) * CC;
+        std::copy(full.begin(), full.end(), wideOut);
+        for (int64_t cs = 0; cs < CS; cs++) {
+          if (cs == wide) continue;
+          float* reg = region.data() + (rs * CS + cs) * CC;
+          std::fill(reg, reg + CC, 0.0f);
+          for (int64_t c = cols.edges[cs]; c < cols.edges[cs + 1]; c++) {
+            // one image column c of the segment's rows: rows (r, n) at stride Wp·C
+            const float* uc = u + (c + pw) * C;
+            const int mr = static_cast<int>((r1 - r0) * N), ld = static_cast<int>(Wp * C);
+            sgemm_("N", "T", &c32, &c32, &mr, &alpha, uc + shift, &ld, uc, &ld, &zero, one.data(), &c32);
+            for (int64_t e = 0; e < CC; e++) {
+              reg[e] += one[e];
+              wideOut[e] -= one[e];
+            }
+          }
+        }
+      }
+      // 2-D prefix sums over the regions, float64: prefix[a][b] = Σ_{rs < a, cs < b} region[rs][cs]
+      std::fill(prefix.begin(), prefix.end(), 0.0);
+      for (int64_t a = 1; a <= RS; a++) {
+        for (int64_t b = 1; b <= CS; b++) {
+          double* p = prefix.data() + (a * (CS + 1) + b) * CC;
+          const double* pu = prefix.data() + ((a - 1) * (CS + 1) + b) * CC;
+          const double* pl = prefix.data() + (a * (CS + 1) + b - 1) * CC;
+          const double* pd = prefix.data() + ((a - 1) * (CS + 1) + b - 1) * CC;
+          const float* reg = region.data() + ((a - 1) * CS + b - 1) * CC;
+          for (int64_t e = 0; e < CC; e++) p[e] = pu[e] + pl[e] - pd[e] + reg[e];
+        }
+      }
+      // every tap pair (i, j) ≤ (i + dy, j + dx): the rectangle of tap (i, j)
+      for (int64_t i = 0; i + dy < KH; i++) {
+        for (int64_t j = std::max<int64_t>(0, -dx); j < KW && j + dx < KW; j++) {
+          const auto [a0, a1] = rows.tap[i];
+          const auto [b0, b1] = cols.tap[j];
+          const int64_t t = i * KW + j, t2 = (i + dy) * KW + (j + dx);
+          const double* p11 = prefix.data() + (a1 * (CS + 1) + b1) * CC;
+          const double* p01 = prefix.data() + (a0 * (CS + 1) + b1) * CC;
+          const double* p10 = prefix.data() + (a1 * (CS + 1) + b0) * CC;
+          const double* p00 = prefix.data() + (a0 * (CS + 1) + b0) * CC;
+          for (int64_t c = 0; c < C; c++) {
+            for (int64_t c2 = 0; c2 < C; c2++) {
+              const int64_t e = c * C + c2;
+              const float v = static_cast<float>(p11[e] - p01[e] - p10[e] + p00[e]);
+              out[(t * C + c) * K + t2 * C + c2] = v;
+              out[(t2 * C + c2) * K + t * C + c] = v;
+            }
+          }
+        }
+      }
+    }
   }
   return info.Env().Undefined();
 }

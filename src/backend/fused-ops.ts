@@ -7,7 +7,8 @@
  *   differentiating through moments, which took ~30 kernels per layer. Kernels `DkfacBatchNorm` /
  *   `DkfacBatchNormGrad` when registered for the active backend, else the same maths in tf ops.
  * - `DkfacPatches` / `DkfacPatchSums` (src/kfac/factors.ts `extractPatches`, `patchSums`): every conv patch, or the
- *   per-example sum of the patches, in one kernel where registered; `DkfacGram` (`gram`): the factors' XᵀX.
+ *   per-example sum of the patches, in one kernel where registered; `DkfacGram` (`gram`): the factors' XᵀX;
+ *   `DkfacPatchGram` (`patchGram`): the Gram matrix of a stride-1 convolution's patches without the patches.
  * - `registerReluGradFix`: Relu's gradient as one `DkfacReluGrad` kernel where registered (tfjs's own is
  *   Cast + Step + Multiply); other backends keep tfjs's gradient.
  */
@@ -26,6 +27,13 @@ export const PATCH_SUMS_KERNEL = 'DkfacPatchSums';
  * it as BLAS's symmetric rank-k update (half a general product's multiply-adds); elsewhere it is tf.matMul(x, x, true).
  */
 export const GRAM_KERNEL = 'DkfacGram';
+
+/**
+ * PᵀP of every patch of a stride-1 convolution (the KFC input factor's Gram, [K, K] with K = kh·kw·Cin), computed
+ * from the input without the patches: inputs {x}, attrs {kernel, padding}. Only the native engine has it
+ * (native/src/linalg.cc `PatchGram`: C×C products per shift of the kernel instead of K×K per position).
+ */
+export const PATCH_GRAM_KERNEL = 'DkfacPatchGram';
 
 /** Whether the active backend has a kernel registered under `name`. */
 export function hasKernel(name: string): boolean {

@@ -52,6 +52,8 @@ export interface NativeAddon {
   symEigF64(a: Float64Array, n: number, values: Float64Array, vectors: Float64Array): number;
   /** XᵀX of a row-major float32 [rows, K] matrix on the wasm heap into a K×K output (ssyrk, mirrored). */
   gram(heap: ArrayBuffer, x: number, out: number, rows: number, K: number): void;
+  /** PᵀP of the stride-1 patches of an NHWC input, [K, K]; dims as patches (strides 1). */
+  patchGram(heap: ArrayBuffer, x: number, out: number, dims: Int32Array): void;
   /** OpenBLAS threads per LAPACK call (default 1), after setting it to k when given. */
   linalgThreads(k?: number): number;
 }

@@ -13,7 +13,7 @@
  * process.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_KERNEL, GRAM_KERNEL, PATCH_SUMS_KERNEL, PATCHES_KERNEL, RELU_GRAD_KERNEL } from './fused-ops';
+import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_KERNEL, GRAM_KERNEL, PATCH_GRAM_KERNEL, PATCH_SUMS_KERNEL, PATCHES_KERNEL, RELU_GRAD_KERNEL } from './fused-ops';
 import { findKernel, replaceKernel } from './kernel-util';
 import { middleReduction } from './wasm-loops';
 import type { NativeAddon } from './native-handle';
@@ -258,6 +258,19 @@ function nativeKernels(addon: NativeAddon, fallback: Fallbacks): Record<string, 
     return out;
   };
 
+  // PᵀP of a stride-1 convolution's patches from its input (linalg.cc PatchGram)
+  const patchGram: tf.KernelFunc = (args) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    const { kernel, padding } = args.attrs as unknown as { kernel: [number, number]; padding: 'same' | 'valid' };
+    if (x.shape.length !== 4 || x.dtype !== 'float32') throw new Error(`${PATCH_GRAM_KERNEL}: expects a float32 NHWC input, got ${x.dtype} [${x.shape}]`);
+    const dims = poolDims(x.shape, { filterSize: kernel, strides: [1, 1], pad: padding })!;
+    const K = kernel[0] * kernel[1] * x.shape[3]!;
+    const be = args.backend;
+    const out = makeOutput(be, [K, K]);
+    if (K > 0) addon.patchGram(heapOf(be), offsetOf(be, x), offsetOf(be, out), dims);
+    return out;
+  };
+
   const bnDims = (x: tf.TensorInfo, chunks: number) => {
     const C = x.shape[x.shape.length - 1]!;
     return Int32Array.from([chunks, size(x.shape) / chunks / C, C]);
@@ -411,6 +424,7 @@ function nativeKernels(addon: NativeAddon, fallback: Fallbacks): Record<string, 
     [PATCHES_KERNEL]: patchKernel(false),
     [PATCH_SUMS_KERNEL]: patchKernel(true),
     [GRAM_KERNEL]: gram,
+    [PATCH_GRAM_KERNEL]: patchGram,
     Conv2D: conv2d,
     FusedConv2D: fusedConv2d,
     Conv2DBackpropInput: conv2dBackpropInput,
@@ -444,10 +458,11 @@ export const NATIVE_KERNELS = [
   PATCHES_KERNEL,
   PATCH_SUMS_KERNEL,
   GRAM_KERNEL,
+  PATCH_GRAM_KERNEL,
 ] as const;
 
 /** The kernels of NATIVE_KERNELS that only the native engine has (no wasm kernel to fall back to or restore). */
-const NATIVE_ONLY: readonly string[] = [BATCH_NORM_KERNEL, BATCH_NORM_GRAD_KERNEL, RELU_GRAD_KERNEL, PATCHES_KERNEL, PATCH_SUMS_KERNEL, GRAM_KERNEL];
+const NATIVE_ONLY: readonly string[] = [BATCH_NORM_KERNEL, BATCH_NORM_GRAD_KERNEL, RELU_GRAD_KERNEL, PATCHES_KERNEL, PATCH_SUMS_KERNEL, GRAM_KERNEL, PATCH_GRAM_KERNEL];
 
 /** The wasm registrations the native kernels replaced (restored by `disableNativeKernels`). */
 const replaced = new Map<string, tf.KernelConfig>();

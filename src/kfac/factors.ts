@@ -15,7 +15,7 @@
  *  - batch-norm scale/shift  F̂ = E_n[g gᵀ], g = [Σ_sp ds·x̂ ; Σ_sp ds]                            [P §6.2.1, App. C]
  */
 import * as tf from '@tensorflow/tfjs';
-import { GRAM_KERNEL, hasKernel, PATCH_SUMS_KERNEL, PATCHES_KERNEL } from '../backend/fused-ops';
+import { GRAM_KERNEL, hasKernel, PATCH_GRAM_KERNEL, PATCH_SUMS_KERNEL, PATCHES_KERNEL } from '../backend/fused-ops';
 import { nativeAddon } from '../backend/native-handle';
 import type { Padding } from '../nn/layers';
 import { topSingularPairs } from '../linalg';
@@ -285,15 +285,17 @@ export function patchSums(x: tf.Tensor4D, g: ConvGeometry): tf.Tensor2D {
 // Convolution: factors
 
 /**
- * KFC factors (Grosse & Martens 2016) in the TF/kfac-jax normalisation [P eq 15]: A = E_{n,t}[ā_t ā_tᵀ] and
- * G = E_{n,t}[ds_t ds_tᵀ] (ds_t per example, i.e. ×M), both averaged over the M·|T| rows; the block is
- * F̂ = |T|·A⊗G with |T| = Ho·Wo returned as `scale`. Patches are materialised in chunks of examples.
+ * Σ_t ā_t ā_tᵀ over every patch of the batch (without the homogeneous coordinate) and Σ_t ā_t: from the input in
+ * one kernel for stride-1 convolutions where the engine registers `DkfacPatchGram` (the patches' Gram without the
+ * patches), else from the patches, materialised in chunks of examples.
  */
-export function convKfcFactors(x: tf.Tensor4D, ds: tf.Tensor4D, g: ConvGeometry, bias: boolean): KroneckerStats {
-  const [M, , , Cin] = x.shape;
-  const [, Ho, Wo, O] = ds.shape;
-  const T = Ho * Wo;
-  const K = g.kernel[0] * g.kernel[1] * Cin;
+function patchMoments(x: tf.Tensor4D, g: ConvGeometry, T: number, K: number, bias: boolean): [tf.Tensor, tf.Tensor] {
+  const M = x.shape[0];
+  // (a 1×1 kernel's patches are the input itself: its Gram is the plain one below)
+  if (g.strides[0] === 1 && g.strides[1] === 1 && g.kernel[0] * g.kernel[1] > 1 && hasKernel(PATCH_GRAM_KERNEL)) {
+    const aa = tf.engine().runKernel(PATCH_GRAM_KERNEL, { x }, { kernel: g.kernel, padding: g.padding }) as tf.Tensor;
+    return [aa, bias ? tf.tidy(() => tf.sum(patchSums(x, g), 0)) : tf.zeros([1])];
+  }
   const chunk = Math.max(1, Math.min(M, Math.floor(PATCH_CHUNK_FLOATS / (T * K))));
   let aa: tf.Tensor | null = null;
   let colSum: tf.Tensor | null = null;
@@ -315,8 +317,22 @@ export function convKfcFactors(x: tf.Tensor4D, ds: tf.Tensor4D, g: ConvGeometry,
       tf.dispose([prevA, prevS, dAA, dSum]);
     }
   }
+  return [aa!, colSum!];
+}
+
+/**
+ * KFC factors (Grosse & Martens 2016) in the TF/kfac-jax normalisation [P eq 15]: A = E_{n,t}[ā_t ā_tᵀ] and
+ * G = E_{n,t}[ds_t ds_tᵀ] (ds_t per example, i.e. ×M), both averaged over the M·|T| rows; the block is
+ * F̂ = |T|·A⊗G with |T| = Ho·Wo returned as `scale`.
+ */
+export function convKfcFactors(x: tf.Tensor4D, ds: tf.Tensor4D, g: ConvGeometry, bias: boolean): KroneckerStats {
+  const [M, , , Cin] = x.shape;
+  const [, Ho, Wo, O] = ds.shape;
+  const T = Ho * Wo;
+  const K = g.kernel[0] * g.kernel[1] * Cin;
+  const [aa, colSum] = patchMoments(x, g, T, K, bias);
   const gg = tf.tidy(() => gram(tf.mul(tf.reshape(ds, [M * T, O]), M) as tf.Tensor2D));
-  const parts = [aa!, colSum!, gg];
+  const parts = [aa, colSum, gg];
   const { data, offsets } = readBackFlat(parts);
   tf.dispose(parts);
   return {
