@@ -162,6 +162,22 @@ describe.skipIf(!addon)('the native patch Gram kernel (skipped: the addon is not
     expect(worst).toBeLessThan(1e-5);
     expect(asym).toBe(0);
   });
+  it('examples taken in chunks (a large input) give the sum of the per-example Grams, to 1e-5 relative', async () => {
+    await initBackend('native');
+    // 66×66 positions × 5·64 floats of windows per example: 6 examples per chunk, so 8 examples are 2 chunks
+    const [N, H, C] = [8, 64, 64];
+    const x = tf.randomNormal([N, H, H, C], 0, 1, 'float32', 3) as tf.Tensor4D;
+    const attrs = { kernel: [3, 3], padding: 'same' };
+    const pg = (t: tf.Tensor) => tf.engine().runKernel(PATCH_GRAM_KERNEL, { x: t }, attrs) as tf.Tensor;
+    const whole = tf.tidy(() => pg(x)).dataSync();
+    const parts = tf.tidy(() => tf.addN(tf.split(x, N).map(pg))).dataSync();
+    x.dispose();
+    let worst = 0;
+    let scale = 0;
+    for (const v of parts) scale = Math.max(scale, Math.abs(v));
+    for (let i = 0; i < parts.length; i++) worst = Math.max(worst, Math.abs(whole[i]! - parts[i]!) / scale);
+    expect(worst).toBeLessThan(1e-5);
+  });
   it("a stride-1 conv layer's KFC factors are the same on the native engine (patch Gram) as on wasm (patches), to 1e-5", async () => {
     const x = Float32Array.from({ length: 6 * 10 * 10 * 4 }, () => 2 * r() - 1);
     const ds = Float32Array.from({ length: 6 * 10 * 10 * 5 }, () => 2 * r() - 1);

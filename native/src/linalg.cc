@@ -275,21 +275,26 @@ AxisSegments axisSegments(int64_t n, int64_t k, int64_t out, int64_t before) {
 
 }  // namespace
 
-// patchGram(heap, x, out, dims = [N, H, W, C, Ho, Wo, KH, KW, strideH = 1, strideW = 1, padTop, padLeft]): the Gram matrix PᵀP of every stride-1
-// conv patch (the rows of the im2col matrix P, [N·Ho·Wo, K], K = KH·KW·C in the kernel's (i, j, c) order), K×K, for
-// the KFC input factor, WITHOUT the patches. The block of taps d = (i, j) and d' = (i', j') is
+// patchGram(heap, x, out, dims = [N, H, W, C, Ho, Wo, KH, KW, strideH = 1, strideW = 1, padTop, padLeft]): the Gram
+// matrix PᵀP of every stride-1 conv patch (the rows of the im2col matrix P, [N·Ho·Wo, K], K = KH·KW·C in the kernel's
+// (i, j, c) order), K×K, for the KFC input factor, WITHOUT the patches. The block of taps d = (i, j), d' = (i', j') is
 //   Σ_n Σ_{q ∈ R_d} x[n, q]ᵀ x[n, q + δ]        (δ = d' − d; x zero outside the image)
-// where R_d = the input positions tap d covers, a rectangle. So the whole matrix needs, for each of the
-// (2KH−1)(2KW−1)/2 + … shifts δ with d ≤ d' (half of them, the other blocks being transposes), only C×C products
-// summed over the image once: (2k−1)²/2 instead of k⁴/2 multiply-adds per position and channel pair, 7.6× fewer for a
-// 5×5 kernel, 3.1× for 3×3. The rectangles R_d are unions of segments of each axis (axisSegments), so for each δ
-// the products are summed per region (row segment × column segment) with BLAS sgemm, and every block is read off
-// 2-D prefix sums over the regions (in float64). Layout for the products: the input copied once, zero-padded by
-// KH−1 rows and KW−1 columns on each side, as [Hp, N, Wp, C]; then for one row segment all positions (r, n, c) are
-// consecutive rows of one matrix, and the same rows shifted by δ start (δy·N·Wp + δx)·C floats further: one sgemm per
-// (δ, row segment) with the padding columns in it (zeros on the unshifted side: they add nothing). A column segment
-// that is not the widest is summed column by column (rows (r, n) at a constant stride Wp·C); the widest is the whole
-// width minus the others. Sums in float32 inside sgemm, as the patch Gram's ssyrk; prefix sums in float64.
+// where R_d, the input positions tap d covers, is a rectangle. So the matrix needs, per shift δ with d ≤ d' (about
+// half of the (2KH−1)(2KW−1); the other blocks are transposes), C×C products summed over the image once:
+// (2k−1)²/2 instead of k⁴/2 multiply-adds per position and channel pair (7.6× fewer for 5×5 kernels, 3.1× for 3×3).
+// The rectangles are unions of segments of each axis (axisSegments): the products are summed per region (row
+// segment × column segment) and every block is read off 2-D prefix sums over the regions (float64).
+//
+// Layout. The input is copied once, zero-padded, as rows of positions (r, n, c) for r < H + KH − 1 (the rows past H
+// zero) and c < Wp = W + KW − 1 (the columns past W zero: they are also the left padding of the next row), C floats
+// each, with KW − 1 zero positions before and after. A position's horizontal neighbours c − (KW−1) … c + (KW−1) are
+// then the 2KW − 1 consecutive positions around it, and the row below is N·Wp positions on. `win` holds, for every
+// position, that window of (2KW − 1)·C floats, so for each vertical shift dy one sgemm per row segment gives the
+// products of all the horizontal shifts at once: Winᵀ·U ((2KW−1)C × C), U the positions of the segment (the zero
+// padding columns included: they add nothing) and Win the windows dy rows below. A column segment that is not the
+// widest is summed column by column (the rows (r, n) of one column at a constant stride); the widest is the whole
+// width minus the others. Sums in float32 inside sgemm, as the patches' ssyrk; prefix sums in float64. Examples are
+// taken in chunks whose windows stay under 32 MB (the region sums add up over the chunks).
 Napi::Value PatchGram(const Napi::CallbackInfo& info) {
   auto heap = info[0].As<Napi::ArrayBuffer>();
   const int32_t* d = dimsOf(info[3], 12, "patchGram");
@@ -304,19 +309,12 @@ Napi::Value PatchGram(const Napi::CallbackInfo& info) {
   }
   std::fill(out, out + K * K, 0.0f);
   if (N == 0) return info.Env().Undefined();
-  const int64_t ph = KH - 1, pw = KW - 1, Hp = H + 2 * ph, Wp = W + 2 * pw;
-  // [Hp, N, Wp, C], zero padded, plus a margin of pw positions at both ends for the shifted reads of the first and
-  // last rows (those land in the padding columns of a neighbouring row: zeros or values, either way multiplied by 0)
-  const int64_t margin = pw * C;
-  if (static_cast<double>(Hp) * N * Wp * C + 2.0 * margin > std::numeric_limits<int>::max()) {
+  const int64_t P = KW - 1, S = 2 * KW - 1, SC = S * C, Hp = H + KH - 1, Wp = W + P;
+  // examples in chunks: the windows of a chunk are at most kChunkFloats (or one example's)
+  constexpr int64_t kChunkFloats = int64_t{1} << 23;
+  const int64_t chunk = std::clamp<int64_t>(kChunkFloats / (Hp * Wp * SC), 1, N);
+  if (static_cast<double>(Hp * chunk * Wp + 2 * P) * SC > std::numeric_limits<int>::max()) {
     throw Napi::Error::New(info.Env(), "patchGram: input too large");
-  }
-  std::vector<float> buf(static_cast<size_t>(Hp * N * Wp * C + 2 * margin), 0.0f);
-  float* xt = buf.data() + margin;
-  for (int64_t n = 0; n < N; n++) {
-    for (int64_t r = 0; r < H; r++) {
-      std::memcpy(xt + (((r + ph) * N + n) * Wp + pw) * C, x + ((n * H + r) * W) * C, W * C * sizeof(float));
-    }
   }
   const AxisSegments rows = axisSegments(H, KH, Ho, top), cols = axisSegments(W, KW, Wo, left);
   const int64_t RS = static_cast<int64_t>(rows.edges.size()) - 1, CS = static_cast<int64_t>(cols.edges.size()) - 1;
@@ -324,66 +322,82 @@ Napi::Value PatchGram(const Napi::CallbackInfo& info) {
   for (int64_t s = 1; s < CS; s++) {
     if (cols.edges[s + 1] - cols.edges[s] > cols.edges[wide + 1] - cols.edges[wide]) wide = s;
   }
-  const int64_t CC = C * C;
-  std::vector<float> region(static_cast<size_t>(RS * CS * CC)), full(static_cast<size_t>(CC)), one(static_cast<size_t>(CC));
-  std::vector<double> prefix(static_cast<size_t>((RS + 1) * (CS + 1) * CC));
-  const int c32 = static_cast<int>(C);
+  const int64_t R = C * SC;  // one region's products: (2KW−1)C × C, row-major
+  // region sums of every vertical shift, summed over the chunks
+  std::vector<float> region(static_cast<size_t>(KH * RS * CS * R), 0.0f), one(static_cast<size_t>(R));
+  std::vector<double> prefix(static_cast<size_t>((RS + 1) * (CS + 1) * R));
+  const int c32 = static_cast<int>(C), sc32 = static_cast<int>(SC);
   const float alpha = 1.0f, zero = 0.0f;
+  // per thread, reused: a fresh allocation of this size would be page-faulted in and zeroed by every call
+  thread_local std::vector<float> padded, win;
   LapackGuard guard;
-  for (int64_t dy = 0; dy < KH; dy++) {
-    for (int64_t dx = -(KW - 1); dx < KW; dx++) {
-      if (dy == 0 && dx < 0) continue;  // d ≤ d' in the taps' order: half of the shifts
-      const int64_t shift = (dy * N * Wp + dx) * C;
+  for (int64_t n0 = 0; n0 < N; n0 += chunk) {
+    const int64_t nc = std::min(chunk, N - n0), rowPos = nc * Wp, positions = Hp * rowPos;
+    padded.assign(static_cast<size_t>((positions + 2 * P) * C), 0.0f);
+    float* xt = padded.data() + P * C;
+    for (int64_t r = 0; r < H; r++) {
+      for (int64_t n = 0; n < nc; n++) {
+        std::memcpy(xt + (r * rowPos + n * Wp) * C, x + (((n0 + n) * H + r) * W) * C, W * C * sizeof(float));
+      }
+    }
+    win.resize(static_cast<size_t>(positions * SC));
+    for (int64_t q = 0; q < positions; q++) std::memcpy(win.data() + q * SC, xt + (q - P) * C, SC * sizeof(float));
+    for (int64_t dy = 0; dy < KH; dy++) {
+      const float* below = win.data() + dy * rowPos * SC;
       for (int64_t rs = 0; rs < RS; rs++) {
         const int64_t r0 = rows.edges[rs], r1 = rows.edges[rs + 1];
-        const float* u = xt + ((r0 + ph) * N * Wp) * C;
-        // all positions of the row segment, the padding columns included: Σ uᵀ(u shifted), row-major C×C (sgemm is
-        // column-major: the row-major [rows, C] matrices are its C×rows ones, and Vᵀ·U column-major is UᵀV row-major)
-        const int m = static_cast<int>((r1 - r0) * N * Wp);
-        sgemm_("N", "T", &c32, &c32, &m, &alpha, u + shift, &c32, u, &c32, &zero, full.data(), &c32);
-        float* wideOut = region.data() + (rs * CS + wide) * CC;
-        std::copy(full.begin(), full.end(), wideOut);
+        const float* u = xt + r0 * rowPos * C;
+        const float* w = below + r0 * rowPos * SC;
+        // Winᵀ·U row-major, (2KW−1)C × C, is column-major C × (2KW−1)C: sgemm('N', 'T') of the two stored matrices
+        // (one region's entry (c, c2) of horizontal shift slot s is at (s·C + c2)·C + c), added to the region
+        const int m = static_cast<int>((r1 - r0) * rowPos);
+        float* regions = region.data() + (dy * RS + rs) * CS * R;
+        float* wideOut = regions + wide * R;
+        sgemm_("N", "T", &c32, &sc32, &m, &alpha, u, &c32, w, &sc32, &alpha, wideOut, &c32);
         for (int64_t cs = 0; cs < CS; cs++) {
           if (cs == wide) continue;
-          float* reg = region.data() + (rs * CS + cs) * CC;
-          std::fill(reg, reg + CC, 0.0f);
+          float* reg = regions + cs * R;
           for (int64_t c = cols.edges[cs]; c < cols.edges[cs + 1]; c++) {
-            // one image column c of the segment's rows: rows (r, n) at stride Wp·C
-            const float* uc = u + (c + pw) * C;
-            const int mr = static_cast<int>((r1 - r0) * N), ld = static_cast<int>(Wp * C);
-            sgemm_("N", "T", &c32, &c32, &mr, &alpha, uc + shift, &ld, uc, &ld, &zero, one.data(), &c32);
-            for (int64_t e = 0; e < CC; e++) {
+            // one image column c: rows (r, n) at a stride of Wp positions
+            const int mr = static_cast<int>((r1 - r0) * nc), ldu = static_cast<int>(Wp * C), ldw = static_cast<int>(Wp * SC);
+            sgemm_("N", "T", &c32, &sc32, &mr, &alpha, u + c * C, &ldu, w + c * SC, &ldw, &zero, one.data(), &c32);
+            for (int64_t e = 0; e < R; e++) {
               reg[e] += one[e];
               wideOut[e] -= one[e];
             }
           }
         }
       }
-      // 2-D prefix sums over the regions, float64: prefix[a][b] = Σ_{rs < a, cs < b} region[rs][cs]
-      std::fill(prefix.begin(), prefix.end(), 0.0);
-      for (int64_t a = 1; a <= RS; a++) {
-        for (int64_t b = 1; b <= CS; b++) {
-          double* p = prefix.data() + (a * (CS + 1) + b) * CC;
-          const double* pu = prefix.data() + ((a - 1) * (CS + 1) + b) * CC;
-          const double* pl = prefix.data() + (a * (CS + 1) + b - 1) * CC;
-          const double* pd = prefix.data() + ((a - 1) * (CS + 1) + b - 1) * CC;
-          const float* reg = region.data() + ((a - 1) * CS + b - 1) * CC;
-          for (int64_t e = 0; e < CC; e++) p[e] = pu[e] + pl[e] - pd[e] + reg[e];
-        }
+    }
+  }
+  for (int64_t dy = 0; dy < KH; dy++) {
+    // 2-D prefix sums over the regions, float64: prefix[a][b] = Σ_{rs < a, cs < b} region[rs][cs]
+    std::fill(prefix.begin(), prefix.end(), 0.0);
+    for (int64_t a = 1; a <= RS; a++) {
+      for (int64_t b = 1; b <= CS; b++) {
+        double* p = prefix.data() + (a * (CS + 1) + b) * R;
+        const double* pu = prefix.data() + ((a - 1) * (CS + 1) + b) * R;
+        const double* pl = prefix.data() + (a * (CS + 1) + b - 1) * R;
+        const double* pd = prefix.data() + ((a - 1) * (CS + 1) + b - 1) * R;
+        const float* reg = region.data() + ((dy * RS + a - 1) * CS + b - 1) * R;
+        for (int64_t e = 0; e < R; e++) p[e] = pu[e] + pl[e] - pd[e] + reg[e];
       }
-      // every tap pair (i, j) ≤ (i + dy, j + dx): the rectangle of tap (i, j)
+    }
+    // every tap pair (i, j) ≤ (i + dy, j + dx), over the rectangle of tap (i, j); dx is window slot dx + KW − 1
+    for (int64_t dx = dy == 0 ? 0 : -(KW - 1); dx < KW; dx++) {
+      const int64_t slot = (dx + P) * C * C;
       for (int64_t i = 0; i + dy < KH; i++) {
         for (int64_t j = std::max<int64_t>(0, -dx); j < KW && j + dx < KW; j++) {
           const auto [a0, a1] = rows.tap[i];
           const auto [b0, b1] = cols.tap[j];
           const int64_t t = i * KW + j, t2 = (i + dy) * KW + (j + dx);
-          const double* p11 = prefix.data() + (a1 * (CS + 1) + b1) * CC;
-          const double* p01 = prefix.data() + (a0 * (CS + 1) + b1) * CC;
-          const double* p10 = prefix.data() + (a1 * (CS + 1) + b0) * CC;
-          const double* p00 = prefix.data() + (a0 * (CS + 1) + b0) * CC;
+          const double* p11 = prefix.data() + (a1 * (CS + 1) + b1) * R + slot;
+          const double* p01 = prefix.data() + (a0 * (CS + 1) + b1) * R + slot;
+          const double* p10 = prefix.data() + (a1 * (CS + 1) + b0) * R + slot;
+          const double* p00 = prefix.data() + (a0 * (CS + 1) + b0) * R + slot;
           for (int64_t c = 0; c < C; c++) {
             for (int64_t c2 = 0; c2 < C; c2++) {
-              const int64_t e = c * C + c2;
+              const int64_t e = c2 * C + c;
               const float v = static_cast<float>(p11[e] - p01[e] - p10[e] + p00[e]);
               out[(t * C + c) * K + t2 * C + c2] = v;
               out[(t2 * C + c2) * K + t * C + c] = v;
