@@ -172,7 +172,7 @@ function describeFamily(f: FamilyScaling): string {
     const subset = f.evalExamples ? `the same ${f.evalExamples.toLocaleString('en-US')} training examples` : 'the same fixed training examples';
     return (
       `At the final evaluation (${formatExamples(f.horizon)} examples), ${f.name} ${parts.join(', ')} ` +
-      `in training loss (on ${subset}, at the live parameters: ${losses}).`
+      `in training loss (on ${subset}, Polyak-averaged parameters: ${losses}).`
     );
   }
   return (

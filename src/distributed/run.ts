@@ -93,7 +93,7 @@ export function runDistributedTraining(cfg: RunConfig, dist: DistConfig, ctx: Ru
           };
           return { loss: r.loss, errors: r.errors, examples: batch.labels.length, fields };
         },
-        evaluate: (batches, limit, averaged) => ps.trainer.evaluate(batches, limit, averaged),
+        evaluate: (batches, limit) => ps.trainer.evaluate(batches, limit),
         state: (): DistLoopState => ({ ps: ps.state(), stream: stream.position(), statsStream: statsStream?.position(), stalenessSum }),
         async restore(saved) {
           const s = saved as DistLoopState;

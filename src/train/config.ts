@@ -72,9 +72,8 @@ export const RunConfig = z
     evalExamples: z.number().int().positive().optional(),
     /**
      * At the final evaluation (the run's last step) also the training loss and error on the first this many training
-     * examples, in order, at the live parameters in inference mode (CSV train_eval_loss / train_eval_error): the same
-     * examples for every run and seed, so runs compare without the noise of the running mini-batch means (train_loss),
-     * at the parameters those have (the test columns use the Polyak average)
+     * examples, in order and at the Polyak-averaged parameters (CSV train_eval_loss / train_eval_error): the same
+     * examples for every run and seed, so runs compare without the noise of the running mini-batch means (train_loss)
      */
     trainEvalExamples: z.number().int().positive().optional(),
     seed: z.number().int().min(0).default(0),

@@ -51,8 +51,8 @@ export interface TrainingLoop<X> {
   sidecarConfig: Record<string, unknown>;
   /** trains step k (1-based: the k-th update) */
   step(k: number): Promise<LoopStep>;
-  /** loss and error over at most `limit` examples of `batches`, at the Polyak-averaged parameters or (`averaged` false) the live ones */
-  evaluate(batches: AsyncIterable<Batch>, limit: number | undefined, averaged: boolean): Promise<{ loss: number; error: number }>;
+  /** loss and error over at most `limit` examples of `batches` at the Polyak-averaged parameters */
+  evaluate(batches: AsyncIterable<Batch>, limit?: number): Promise<{ loss: number; error: number }>;
   /** everything needed to continue bit for bit (structured-cloneable), and its restore into a fresh loop */
   state(): unknown;
   restore(s: unknown): Promise<void>;
@@ -255,10 +255,9 @@ export async function runSession<X extends object>(cfg: RunConfig, ctx: RunConte
     if (staleCheckpoint) rmSync(ckptPath, { force: true });
   };
   const log = new IntervalLog(cfg, writer, async (final) => {
-    const test = await loop.evaluate(ctx.data.testBatches(500), cfg.evalExamples, true);
+    const test = await loop.evaluate(ctx.data.testBatches(500), cfg.evalExamples);
     if (!cfg.trainEvalExamples || !final || !trainEval) return test;
-    // the live parameters, as the running training loss (train_loss) has them
-    const train = await loop.evaluate(trainEval(500), cfg.trainEvalExamples, false);
+    const train = await loop.evaluate(trainEval(500), cfg.trainEvalExamples);
     return { ...test, trainLoss: train.loss, trainError: train.error };
   });
   if (resumeFrom) log.restore(resumeFrom.log);

@@ -225,11 +225,8 @@ export class Trainer {
     return m;
   }
 
-  /**
-   * Loss and error over at most `limit` examples of `batches`, at the Polyak-averaged parameters (the test
-   * evaluation) or at the live ones (`averaged` false: the training loss's parameters).
-   */
-  async evaluate(batches: AsyncIterable<Batch>, limit = Infinity, averaged = true): Promise<{ loss: number; error: number }> {
+  /** Test loss and error at the Polyak-averaged parameters, over at most `limit` examples of `batches`. */
+  async evaluate(batches: AsyncIterable<Batch>, limit = Infinity): Promise<{ loss: number; error: number }> {
     async function* tensors(): AsyncGenerator<{ x: tf.Tensor4D; y: tf.Tensor1D }> {
       let n = 0;
       for await (const b of batches) {
@@ -244,7 +241,7 @@ export class Trainer {
         if (n >= limit) break;
       }
     }
-    return this.evaluateTensors(tensors(), { averaged, dispose: true });
+    return this.evaluateTensors(tensors(), { averaged: true, dispose: true });
   }
 
   /**
