@@ -76,8 +76,6 @@ export interface OpenedData {
   test: Split | BatchStream;
   /** one in-order pass over the test set */
   testBatches(batchSize: number): AsyncGenerator<Batch>;
-  /** one in-order pass over the training set as evaluated: no shuffling or augmentation (image folders: centre crops) */
-  trainEvalBatches(batchSize: number): AsyncGenerator<Batch>;
   /** the in-memory dataset, when there is one */
   dataset?: InMemoryDataset;
   /** the scanned folder, for imagenet-folder */
@@ -155,9 +153,6 @@ export function openInMemory(ds: InMemoryDataset, augment?: AugmentFn): OpenedDa
     async *testBatches(batchSize) {
       yield* evalBatches(ds.test, batchSize, dims);
     },
-    async *trainEvalBatches(batchSize) {
-      yield* evalBatches(ds.train, batchSize, dims);
-    },
     close: async () => {},
   };
 }
@@ -184,18 +179,7 @@ export async function openData(spec: DataSpec): Promise<OpenedData> {
     skip,
   };
   const test = new ImageFolderStream(folder.val, { ...common, mode: 'center', shuffle: false });
-  // the training images as evaluated (centre crops, in order), opened on first use
-  let trainEval: ImageFolderStream | undefined;
   let closed = false;
-  /** One in-order pass of `stream`; with skipped images a batch may be short, or empty (not yielded). */
-  async function* pass(stream: ImageFolderStream, batchSize: number): AsyncGenerator<Batch> {
-    stream.rewind();
-    if (stream.epochSize === 0) return;
-    do {
-      const b = await stream.next(batchSize);
-      if (b.shape[0] > 0) yield b;
-    } while (!stream.passEnded);
-  }
   return {
     name: 'imagenet-folder',
     height: test.height,
@@ -216,16 +200,19 @@ export async function openData(spec: DataSpec): Promise<OpenedData> {
         seed,
         shard,
       }),
-    testBatches: (batchSize) => pass(test, batchSize),
-    trainEvalBatches(batchSize) {
-      trainEval ??= new ImageFolderStream(folder.train, { ...common, mode: 'center', shuffle: false });
-      return pass(trainEval, batchSize);
+    async *testBatches(batchSize) {
+      test.rewind();
+      if (test.epochSize === 0) return;
+      // one pass; with skipped images a batch may be short, or empty (not yielded)
+      do {
+        const b = await test.next(batchSize);
+        if (b.shape[0] > 0) yield b;
+      } while (!test.passEnded);
     },
     close: async () => {
       if (closed) return;
       closed = true;
       await test.close();
-      await trainEval?.close();
       await pool.close();
     },
   };

@@ -30,7 +30,6 @@ export async function openTrainData(cfg: DataConfig): Promise<TrainData> {
     epochSize,
     train: (seed, shard) => d.train(seed, shard),
     testBatches: (bs) => d.testBatches(bs),
-    trainEvalBatches: (bs) => d.trainEvalBatches(bs),
     testCount: d.source.testCount,
     source,
     skipped: d.skipped,

@@ -50,11 +50,6 @@ const Profile = z.strictObject({
   evals: z.number().int().min(0).default(8),
   logEvery: z.number().int().positive().default(5),
   evalExamples: z.number().int().positive().optional(),
-  /**
-   * training examples (the first ones, the same for every run) whose loss the final evaluation measures: the verdict
-   * compares the batch sizes on them (reports/figures/fig6.ts)
-   */
-  trainEvalExamples: z.number().int().positive().optional(),
   seed: z.number().int().min(0).default(1),
 });
 type Profile = z.infer<typeof Profile>;
@@ -82,7 +77,6 @@ function sgdRun(p: Profile, bz: number, lr: number, rbz: number) {
     evals: p.evals,
     logEvery: p.logEvery,
     evalExamples: p.evalExamples,
-    trainEvalExamples: p.trainEvalExamples,
     seed: p.seed,
   };
 }
@@ -109,7 +103,6 @@ function kfacRun(p: Profile, bz: number, tuned: TunedSettings | undefined, pt?: 
     evals: p.evals,
     logEvery: p.logEvery,
     evalExamples: p.evalExamples,
-    trainEvalExamples: p.trainEvalExamples,
     seed: p.seed,
     tuning: t.tuning,
   };
@@ -139,7 +132,6 @@ export const fig6 = defineExperiment({
         inverseEveryExamples: 640,
       },
       evalExamples: 2000,
-      trainEvalExamples: 10000,
     },
     paper: {
       data: { name: 'imagenet-folder', imageSize: 224, resizeTo: 256 },
@@ -151,7 +143,6 @@ export const fig6 = defineExperiment({
       evals: 50,
       logEvery: 20,
       evalExamples: 10000,
-      trainEvalExamples: 10000,
     },
   },
   data: (p) => p.data,

@@ -157,31 +157,4 @@ describe('fig6 verdict', () => {
     });
     expect(v.status).toBe('partly'); // SGD+BN not measured, K-FAC within tolerance
   });
-
-  it('compares the final evaluations on the fixed training subset where every run has one, else the running loss', () => {
-    // running loss: every run the same curve (no gap at all); fixed-subset evaluation at the end: gaps of 3 % and 8 %
-    const evalLoss = [0.5, 0.515, 0.54];
-    const withEval = (r: LoadedRun, i: number, at = r.rows.length - 1): LoadedRun => ({
-      ...r,
-      sidecar: { ...r.sidecar, config: { ...(r.sidecar.config as object), trainEvalExamples: 10000 } },
-      rows: r.rows.map((row, j) => (j === at ? { ...row, train_eval_loss: evalLoss[i]!, train_eval_error: 0.2 } : row)),
-    });
-    const plain = family('kfac', 'dist.K-FAC', [1, 1, 1], [100_000, 100_000, 100_000]);
-    const runs = plain.map((r, i) => withEval(r, i));
-    const v = fig6Seed(runs);
-    expect(v.numbers['kfac.loss_bz256']).toBe(0.515);
-    expect(v.numbers['kfac.gap_bz256']).toBeCloseTo(0.03, 12);
-    expect(v.numbers['kfac.gap_bz512']).toBeCloseTo(0.08, 12);
-    expect(v.numbers['kfac.horizon_examples']).toBe(Math.min(...runs.map(lastExamples)));
-    expect(v.text).toContain('At the final evaluation');
-    expect(v.text).toContain('on the same 10,000 training examples');
-    // one run without the evaluation: the window of the running loss for all (all equal: no gap)
-    const mixed = [runs[0]!, runs[1]!, plain[2]!];
-    const w = fig6Seed(mixed);
-    expect(w.numbers['kfac.gap_bz512']).toBeCloseTo(0, 12);
-    expect(w.text).toContain(`mean over the last ${WINDOW_FRACTION * 100} % of examples`);
-    // final evaluations far apart in examples (the last at half the run): not one horizon, the window again
-    const apart = [runs[0]!, runs[1]!, withEval(plain[2]!, 2, Math.floor(plain[2]!.rows.length / 2))];
-    expect(fig6Seed(apart).numbers['kfac.gap_bz512']).toBeCloseTo(0, 12);
-  });
 });

@@ -3,7 +3,7 @@
  * discipline (no tensor leak across steps), configuration validation, and an end-to-end run on the embedded
  * Fashion-MNIST subset writing its CSV and sidecar.
  */
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -12,7 +12,7 @@ import { initBackend } from '../src/backend';
 import { buildModel } from '../src/nn/zoo';
 import { ConfigError, parseConfig, RunConfig } from '../src/train/config';
 import { CSV_COLUMNS } from '../src/train/schema';
-import { type RunContext, runTraining } from '../src/train/run';
+import { runTraining } from '../src/train/run';
 import { makeOptimizer, splitBatches, Trainer } from '../src/train/trainer';
 import { decayed, decayInterval, MomentumUpdater, PolyakAverage, stepSize } from '../src/train/update';
 import { openTrainData } from '../experiments/data';
@@ -157,34 +157,6 @@ describe('trainer', () => {
     expect(side.backend.name).toBe('wasm');
     expect(side.data.dataset).toBe('fashion-mnist');
     expect(side.summary.steps).toBe(50);
-  });
-
-  it('trainEvalExamples: the final evaluation also measures the first N training examples, in order, at the averaged parameters', async () => {
-    const opened = await openTrainData({ name: 'fashion-mnist', dataDir: undefined, download: false, trainSubset: 600 });
-    // the same data, but its "test split" is the first 400 training examples in order: the training-subset
-    // evaluation of those 400 must then give exactly the test columns
-    const data = { ...opened, testBatches: (bs: number) => opened.trainEvalBatches!(bs) };
-    const dir = mkdtempSync(join(tmpdir(), 'dkfac-train-eval-'));
-    const cfg = parseConfig(
-      RunConfig,
-      { ...base, examples: 320, batchSize: 32, bnChunk: 16, logEvery: 5, evals: 2, evalExamples: 400, trainEvalExamples: 400, optimizer: { kind: 'sgd', lr: 0.1 } },
-      'run',
-    );
-    const ctx: RunContext = { experiment: 'test', profile: 'test', resultsDir: dir, backend: { name: 'wasm', tfBackend: 'wasm', requested: 'wasm', activated: 'wasm', version: tf.version_core, detail: 'test' }, data };
-    const s = await runTraining(cfg, ctx);
-    expect(s.status).toBe('finished');
-    const lines = readFileSync(s.csvPath, 'utf8').trim().split('\n');
-    const rows = lines.slice(1).map((l) => l.split(','));
-    const col = (name: string) => CSV_COLUMNS.indexOf(name as never);
-    // evaluations at steps 5 and 10; the training subset only at the last
-    expect(rows.map((r) => r[col('test_loss')] !== '')).toEqual([true, true]);
-    expect(rows.map((r) => r[col('train_eval_loss')] !== '')).toEqual([false, true]);
-    expect(rows[1][col('train_eval_loss')]).toBe(rows[1][col('test_loss')]);
-    expect(rows[1][col('train_eval_error')]).toBe(rows[1][col('test_error')]);
-    // without an in-order pass over the training set, a clear error naming the setting
-    const bare = { ...data, trainEvalBatches: undefined };
-    await expect(runTraining({ ...cfg, run: 'no-pass' }, { ...ctx, data: bare })).rejects.toThrow(/trainEvalExamples is set, but this data has no in-order pass/);
-    expect(existsSync(join(dir, 'no-pass.csv'))).toBe(false);
   });
 });
 

@@ -3,10 +3,7 @@
  * on GoogLeNet/ImageNet), training cross-entropy and training error against the number of examples consumed.
  *
  * The claim is about data efficiency: per example, K-FAC's progress should barely depend on the batch size, while
- * SGD+BN's should fall off beyond the smallest batch. The verdict measures exactly that from the runs' CSVs: the
- * training loss of each batch size at the common horizon, on the same fixed training examples at the final evaluation
- * where every run has it (train_eval_loss: RunConfig.trainEvalExamples), else the running mini-batch loss
- * (train_loss) averaged over the last WINDOW_FRACTION of the examples, whose mini-batch noise is several times larger.
+ * SGD+BN's should fall off beyond the smallest batch. The verdict measures exactly that from the runs' CSVs.
  * Beside it, at each batch size both methods ran, how many times fewer updates and real seconds K-FAC needs to reach
  * SGD+BN's final training loss (the same target).
  *
@@ -27,10 +24,8 @@ export const KFAC_MAX_GAP = 0.1;
 export const SGD_OVER_KFAC_RATIO = 2;
 /** ... and at least this large in absolute terms (so a 0.5 % gap does not count as "rapidly losing"). */
 export const SGD_MIN_GAP = 0.05;
-/** Without train_eval_loss, losses are compared as the mean over the last this-fraction of the examples up to the common horizon. */
+/** Losses are compared as the mean over the last this-fraction of the examples up to the common horizon. */
 export const WINDOW_FRACTION = 0.1;
-/** The final evaluations of the runs compared may lie this far apart (relative examples) and still count as one horizon. */
-export const EVAL_HORIZON_TOL = 0.05;
 
 /** Method families compared in Figure 6 (sidecar.method values). */
 export const FAMILIES = [
@@ -77,25 +72,12 @@ export function windowMean(pts: Point[], lo: number, hi: number): number {
   return area / (hi - start);
 }
 
-/** The last train_eval_loss of a run and the examples it was measured at (undefined when the run has none). */
-export function finalTrainEval(run: LoadedRun): { x: number; y: number } | undefined {
-  for (let i = run.rows.length - 1; i >= 0; i--) {
-    const y = run.rows[i]!.train_eval_loss;
-    if (y !== undefined && Number.isFinite(y)) return { x: run.rows[i]!.examples, y };
-  }
-  return undefined;
-}
-
 /** One family's comparison at its common horizon. */
 export interface FamilyScaling {
   key: string;
   name: string;
-  /** the largest examples count every compared run of the family reached (train_eval: the earliest final evaluation) */
+  /** the largest examples count every compared run of the family reached */
   horizon: number;
-  /** which loss was compared: the fixed training subset at the final evaluation, or the running mini-batch loss's window mean */
-  measure: 'train_eval' | 'window';
-  /** train_eval: the size of the evaluated training subset (from the runs' configs), when recorded */
-  evalExamples?: number;
   baseBatch: number;
   /** per batch size, ascending: window-mean training loss and relative gap to the smallest batch */
   byBatch: { batchSize: number; label: string; loss: number; gap: number }[];
@@ -128,13 +110,9 @@ export function familyScaling(key: string, name: string, runs: LoadedRun[]): Fam
   }
   if (chosen.size < 2) return undefined;
   const entries = [...chosen.entries()].sort((a, b) => a[0] - b[0]);
-  const evals = entries.map(([, e]) => finalTrainEval(e.run));
-  const evalXs = evals.map((v) => v?.x ?? Number.NaN);
-  const useEval = evals.every((v) => v !== undefined) && Math.max(...evalXs) <= Math.min(...evalXs) * (1 + EVAL_HORIZON_TOL);
-  const horizon = useEval ? Math.min(...evalXs) : Math.min(...entries.map(([, e]) => e.pts[e.pts.length - 1]!.x));
+  const horizon = Math.min(...entries.map(([, e]) => e.pts[e.pts.length - 1]!.x));
   const lo = horizon * (1 - WINDOW_FRACTION);
-  const losses = entries.map(([bs, e], i) => ({ batchSize: bs, label: e.run.sidecar.label, loss: useEval ? evals[i]!.y : windowMean(e.pts, lo, horizon) }));
-  const sizes = new Set(entries.map(([, e]) => (e.run.sidecar.config as { trainEvalExamples?: number } | undefined)?.trainEvalExamples));
+  const losses = entries.map(([bs, e]) => ({ batchSize: bs, label: e.run.sidecar.label, loss: windowMean(e.pts, lo, horizon) }));
   const base = losses[0]!.loss;
   const byBatch = losses.map((l) => ({ ...l, gap: (l.loss - base) / base }));
   const larger = byBatch.slice(1);
@@ -142,8 +120,6 @@ export function familyScaling(key: string, name: string, runs: LoadedRun[]): Fam
     key,
     name,
     horizon,
-    measure: useEval ? 'train_eval' : 'window',
-    evalExamples: useEval && sizes.size === 1 ? [...sizes][0] : undefined,
     baseBatch: byBatch[0]!.batchSize,
     byBatch,
     worstGap: Math.max(...larger.map((b) => b.gap)),
@@ -168,13 +144,6 @@ export function formatGap(gap: number): string {
 function describeFamily(f: FamilyScaling): string {
   const parts = f.byBatch.slice(1).map((b) => `bz${b.batchSize} is ${formatGap(b.gap)} than bz${f.baseBatch}`);
   const losses = f.byBatch.map((b) => `bz${b.batchSize} ${b.loss.toFixed(4)}`).join(', ');
-  if (f.measure === 'train_eval') {
-    const subset = f.evalExamples ? `the same ${f.evalExamples.toLocaleString('en-US')} training examples` : 'the same fixed training examples';
-    return (
-      `At the final evaluation (${formatExamples(f.horizon)} examples), ${f.name} ${parts.join(', ')} ` +
-      `in training loss (on ${subset}, Polyak-averaged parameters: ${losses}).`
-    );
-  }
   return (
     `At ${formatExamples(f.horizon)} examples (the most every ${f.name} run reached), ${f.name} ${parts.join(', ')} ` +
     `in training loss (mean over the last ${WINDOW_FRACTION * 100} % of examples: ${losses}).`

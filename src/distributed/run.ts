@@ -93,7 +93,7 @@ export function runDistributedTraining(cfg: RunConfig, dist: DistConfig, ctx: Ru
           };
           return { loss: r.loss, errors: r.errors, examples: batch.labels.length, fields };
         },
-        evaluate: (batches, limit) => ps.trainer.evaluate(batches, limit),
+        evaluate: () => ps.trainer.evaluate(data.testBatches(500), cfg.evalExamples),
         state: (): DistLoopState => ({ ps: ps.state(), stream: stream.position(), statsStream: statsStream?.position(), stalenessSum }),
         async restore(saved) {
           const s = saved as DistLoopState;

@@ -70,12 +70,6 @@ export const RunConfig = z
     evals: z.number().int().min(0).max(1000).default(10),
     /** test examples per evaluation (default: the whole test split) */
     evalExamples: z.number().int().positive().optional(),
-    /**
-     * At the final evaluation (the run's last step) also the training loss and error on the first this many training
-     * examples, in order and at the Polyak-averaged parameters (CSV train_eval_loss / train_eval_error): the same
-     * examples for every run and seed, so runs compare without the noise of the running mini-batch means (train_loss)
-     */
-    trainEvalExamples: z.number().int().positive().optional(),
     seed: z.number().int().min(0).default(0),
     /**
      * Checkpoints (<run>.ckpt next to the CSV, written atomically) that `--resume` continues from: 'evals' after every

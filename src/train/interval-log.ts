@@ -13,17 +13,9 @@ export interface IntervalLogState {
   errAcc: number;
   nAcc: number;
   lastTrainLoss: number;
-  lastTest?: Evaluation;
+  lastTest?: { loss: number; error: number };
   /** data rows written to the CSV so far */
   rows: number;
-}
-
-/** An evaluation: test loss and error, and the training subset's where RunConfig.trainEvalExamples asks for it. */
-export interface Evaluation {
-  loss: number;
-  error: number;
-  trainLoss?: number;
-  trainError?: number;
 }
 
 export class IntervalLog {
@@ -33,15 +25,14 @@ export class IntervalLog {
   private errAcc = 0;
   private nAcc = 0;
   lastTrainLoss = Number.NaN;
-  lastTest: Evaluation | undefined;
+  lastTest: { loss: number; error: number } | undefined;
   /** data rows written so far */
   rows = 0;
 
   constructor(
     private readonly cfg: Pick<RunConfig, 'examples' | 'batchSize' | 'evals' | 'logEvery'>,
     private readonly writer: RunWriter,
-    /** `final`: the evaluation of the run's last step */
-    private readonly evaluate: (final: boolean) => Promise<Evaluation>,
+    private readonly evaluate: () => Promise<{ loss: number; error: number }>,
   ) {
     this.totalSteps = Math.ceil(cfg.examples / cfg.batchSize);
     for (let i = 1; i <= cfg.evals; i++) this.evalAt.add(Math.round((i * this.totalSteps) / cfg.evals));
@@ -76,13 +67,9 @@ export class IntervalLog {
       ...fields,
     };
     if (isEval) {
-      this.lastTest = await this.evaluate(k === this.totalSteps);
+      this.lastTest = await this.evaluate();
       row.test_loss = this.lastTest.loss;
       row.test_error = this.lastTest.error;
-      if (this.lastTest.trainLoss !== undefined) {
-        row.train_eval_loss = this.lastTest.trainLoss;
-        row.train_eval_error = this.lastTest.trainError;
-      }
     }
     this.writer.append(row);
     this.rows++;

@@ -77,7 +77,7 @@ export function runTraining(cfg: RunConfig, ctx: RunContext): Promise<RunSummary
           const fields = { wall_seconds: wall, sim_seconds: wall, learning_rate: r.info.eta, kl_threshold: r.info.klThreshold, ...opt.rowFields?.() };
           return { loss: r.loss, errors: r.errors, examples: batch.labels.length, fields };
         },
-        evaluate: (batches, limit) => trainer.evaluate(batches, limit),
+        evaluate: () => trainer.evaluate(data.testBatches(500), cfg.evalExamples),
         state: (): SingleProcessState => ({ trainer: trainer.state(), stream: stream.position(), wall }),
         async restore(saved) {
           const s = saved as SingleProcessState;

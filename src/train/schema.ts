@@ -24,8 +24,6 @@ export const CSV_COLUMNS = [
   'bytes_stats', // … the stats worker (the statistics folded at this step, with their parameters and examples)
   'bytes_inverse', // … the inverse workers (snapshot and inverses of the jobs installed at this step)
   'comm_seconds', // simulated seconds of modelled communication on the critical path so far (part of sim_seconds)
-  'train_eval_loss', // cross-entropy on a fixed subset of the training set (RunConfig.trainEvalExamples), at the Polyak-averaged parameters, on the final evaluation's row
-  'train_eval_error',
 ] as const;
 
 export type CsvColumn = (typeof CSV_COLUMNS)[number];

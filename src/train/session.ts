@@ -20,9 +20,9 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { engineKernels } from '../backend';
-import { type Batch, type BatchStream, isDataError, type StreamState } from '../../data-pipeline/types';
+import { type BatchStream, isDataError, type StreamState } from '../../data-pipeline/types';
 import { readCheckpoint, writeCheckpoint } from './checkpoint';
-import { ConfigError, type RunConfig } from './config';
+import type { RunConfig } from './config';
 import { IntervalLog, type IntervalLogState } from './interval-log';
 import { progressBar } from './progress';
 import { gitInfo, machineInfo } from './provenance';
@@ -51,8 +51,8 @@ export interface TrainingLoop<X> {
   sidecarConfig: Record<string, unknown>;
   /** trains step k (1-based: the k-th update) */
   step(k: number): Promise<LoopStep>;
-  /** loss and error over at most `limit` examples of `batches` at the Polyak-averaged parameters */
-  evaluate(batches: AsyncIterable<Batch>, limit?: number): Promise<{ loss: number; error: number }>;
+  /** test loss and error at the Polyak-averaged parameters */
+  evaluate(): Promise<{ loss: number; error: number }>;
   /** everything needed to continue bit for bit (structured-cloneable), and its restore into a fresh loop */
   state(): unknown;
   restore(s: unknown): Promise<void>;
@@ -181,9 +181,6 @@ function summaryOf(side: RunSidecar): RunSummary {
 
 /** Trains one run to its example budget through `spec`'s loop (see the top of this file). */
 export async function runSession<X extends object>(cfg: RunConfig, ctx: RunContext, spec: SessionSpec<X>): Promise<RunSummary & X> {
-  // before anything is written
-  const trainEval = ctx.data.trainEvalBatches?.bind(ctx.data);
-  if (cfg.trainEvalExamples && !trainEval) throw new ConfigError(`${cfg.run}: trainEvalExamples is set, but this data has no in-order pass over its training set`);
   const ckptPath = checkpointPath(ctx.resultsDir, cfg.run);
   const sidecarPath = join(ctx.resultsDir, `${cfg.run}.json`);
   const fingerprint = normalise(spec.fingerprint);
@@ -254,12 +251,7 @@ export async function runSession<X extends object>(cfg: RunConfig, ctx: RunConte
     writer.open();
     if (staleCheckpoint) rmSync(ckptPath, { force: true });
   };
-  const log = new IntervalLog(cfg, writer, async (final) => {
-    const test = await loop.evaluate(ctx.data.testBatches(500), cfg.evalExamples);
-    if (!cfg.trainEvalExamples || !final || !trainEval) return test;
-    const train = await loop.evaluate(trainEval(500), cfg.trainEvalExamples);
-    return { ...test, trainLoss: train.loss, trainError: train.error };
-  });
+  const log = new IntervalLog(cfg, writer, () => loop.evaluate());
   if (resumeFrom) log.restore(resumeFrom.log);
   const total = log.totalSteps;
   const save = () =>

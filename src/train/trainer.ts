@@ -37,11 +37,6 @@ export interface TrainData {
   train(seed: number, shard?: Shard): BatchStream;
   /** one in-order pass over the test set */
   testBatches(batchSize: number): AsyncIterable<Batch>;
-  /**
-   * one in-order pass over the training set as evaluated (no shuffling, no augmentation; image folders: centre
-   * crops), for the training loss on a fixed subset (RunConfig.trainEvalExamples); absent where the data has none
-   */
-  trainEvalBatches?(batchSize: number): AsyncIterable<Batch>;
   testCount: number;
   source: DataSource;
   /** image folders read with onBadImage 'skip': the unreadable images skipped (each run records its own in its sidecar) */
