@@ -31,6 +31,20 @@ describe.skipIf(!addon)('native K-FAC bookkeeping (skipped: the addon is not bui
       expect({ differ, asym }).toEqual({ differ: 0, asym: 0 });
     }
   });
+  it.each([1, 33, 300])('moment from an exactly symmetric K×K Gram, K = %i: the in-order pass gives the same bits as the symmetrising one', (K) => {
+    const data = new Float32Array(3 + K * K + K);
+    for (let i = 0; i < K; i++) for (let j = 0; j <= i; j++) data[3 + i * K + j] = data[3 + j * K + i] = 4 * r() - 2;
+    for (let i = 0; i < K; i++) data[3 + K * K + i] = r();
+    for (const cOff of [-1, 3 + K * K]) {
+      const d = cOff >= 0 ? K + 1 : K;
+      const want = momentFromGramTs(data, 3, cOff, 37, K, new Float64Array(d * d));
+      const got = new Float64Array(d * d).fill(Number.NaN);
+      addon!.momentFromGram(data, 3, cOff, 37, K, got, true);
+      let differ = 0;
+      for (let i = 0; i < d * d; i++) if (!Object.is(got[i], want[i])) differ++;
+      expect(differ).toBe(0);
+    }
+  });
   it('rejects arrays of the wrong size', () => {
     expect(() => addon!.momentFromGram(new Float32Array(8), 0, -1, 1, 3, new Float64Array(9))).toThrow(/sizes do not match/);
     expect(() => addon!.emaUpdate(new Float64Array(3), new Float64Array(4), 0.9)).toThrow(/lengths differ/);

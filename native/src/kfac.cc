@@ -9,7 +9,10 @@
 
 namespace dk {
 
-// momentFromGram(data: Float32Array, gOff, cOff (−1: none), count, K, out: Float64Array of d², d = K or K+1)
+// momentFromGram(data: Float32Array, gOff, cOff (−1: none), count, K, out: Float64Array of d², d = K or K+1,
+// symmetric?: the Gram is exactly symmetric, as this addon's Gram kernels write it: then (g + gᵀ)/2 is g itself, and
+// one pass in memory order writes the same bits (2g·(0.5/count) = g·(1/count): exact scalings by 2) without the
+// transposed reads)
 Napi::Value MomentFromGram(const Napi::CallbackInfo& info) {
   auto data = info[0].As<Napi::Float32Array>();
   const int64_t gOff = static_cast<int64_t>(info[1].As<Napi::Number>().DoubleValue());
@@ -24,8 +27,16 @@ Napi::Value MomentFromGram(const Napi::CallbackInfo& info) {
   const float* g = data.Data() + gOff;
   double* out = outArr.Data();
   const double half = 0.5 / count;
+  const bool symmetric = info.Length() > 6 && info[6].ToBoolean().Value();
+  if (symmetric) {
+    for (int64_t i = 0; i < K; i++) {
+      const float* gi = g + i * K;
+      double* oi = out + i * d;
+      for (int64_t j = 0; j < K; j++) oi[j] = (2.0 * static_cast<double>(gi[j])) * half;
+    }
+  }
   constexpr int64_t B = 32;
-  for (int64_t i0 = 0; i0 < K; i0 += B) {
+  for (int64_t i0 = 0; i0 < K && !symmetric; i0 += B) {
     const int64_t i1 = std::min(K, i0 + B);
     for (int64_t j0 = i0; j0 < K; j0 += B) {
       const int64_t j1 = std::min(K, j0 + B);

@@ -68,6 +68,33 @@ export const PATCH_CHUNK_FLOATS = 1 << 23;
 // -------------------------------------------------------------------------------------------------------------
 // Read-back helpers
 
+/** The wasm backend's heap and where a tensor's data lies on it (tfjs-backend-wasm internals, as the native kernels read them). */
+interface WasmHeap {
+  dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number } | undefined };
+  wasm: { HEAPU8: Uint8Array };
+}
+
+/**
+ * Reads float32 tensors for `use` and disposes them afterwards. On the wasm backend (and so the native engine) `data`
+ * is a view of the wasm heap itself and `offsets` each tensor's float index in it: no copy, no concatenation, no
+ * garbage (the moments are read straight from where the kernels wrote them); `use` must not run tensor ops (an
+ * allocation may move the heap). Elsewhere one download of the tensors concatenated (readBackFlat).
+ */
+export function withReadBack<T>(ts: tf.Tensor[], use: (data: Float32Array, offsets: number[]) => T): T {
+  try {
+    const be = tf.backend() as unknown as Partial<WasmHeap>;
+    const heap = tf.getBackend() === 'wasm' && be.dataIdMap && be.wasm ? be.wasm.HEAPU8 : undefined;
+    const at = heap ? ts.map((t) => (t.dtype === 'float32' ? be.dataIdMap!.get(t.dataId)?.memoryOffset : undefined)) : [];
+    if (heap && at.every((o) => o !== undefined && o % 4 === 0)) {
+      return use(new Float32Array(heap.buffer, heap.byteOffset, heap.byteLength >> 2), at.map((o) => o! / 4));
+    }
+    const { data, offsets } = readBackFlat(ts);
+    return use(data, offsets);
+  } finally {
+    tf.dispose(ts);
+  }
+}
+
 /** Several tensors read back with ONE download: their entries concatenated (float32) and where each starts. */
 export function readBackFlat(ts: tf.Tensor[]): { data: Float32Array; offsets: number[] } {
   const flat = tf.tidy(() => tf.concat(ts.map((t) => tf.reshape(t, [-1]))));
@@ -108,14 +135,15 @@ export function releaseMoments(arrays: Iterable<Float64Array>): void {
  * by `count` (the homogeneous coordinate is the LAST index), made exactly symmetric. Without column sums
  * (`cOff` < 0): XᵀX / count. Reads the Gram (at `gOff`) and the sums (at `cOff`) in place from the float32 data
  * of one read-back, in one pass, so a factor's statistics cost one float64 matrix and no intermediate copies.
+ * `symmetric`: the Gram is exactly symmetric (the native pass then reads it in order; the same bits).
  */
-export function momentFromGram(data: Float32Array, gOff: number, cOff: number, count: number, K: number): Float64Array {
+export function momentFromGram(data: Float32Array, gOff: number, cOff: number, count: number, K: number, symmetric = false): Float64Array {
   const d = cOff >= 0 ? K + 1 : K;
   // every entry is written below: a released matrix of the same size serves as well as a zeroed one
   const out = momentPool.get(d * d)?.pop() ?? new Float64Array(d * d);
   const addon = nativeAddon(); // the same pass in C++ (native/src/kfac.cc), bit for bit
   if (addon) {
-    addon.momentFromGram(data, gOff, cOff, count, K, out);
+    addon.momentFromGram(data, gOff, cOff, count, K, out, symmetric);
     return out;
   }
   return momentFromGramTs(data, gOff, cOff, count, K, out);
@@ -152,6 +180,11 @@ export function momentFromGramTs(data: Float32Array, gOff: number, cOff: number,
   return out;
 }
 
+/** Whether `gram` (and the patch Gram) give exactly symmetric matrices: the native kernels mirror their triangle. */
+function symmetricGrams(): boolean {
+  return hasKernel(GRAM_KERNEL);
+}
+
 /** XᵀX of a [rows, K] matrix (one symmetric rank-k update where the engine registers `DkfacGram`). */
 function gram(x: tf.Tensor2D): tf.Tensor2D {
   if (hasKernel(GRAM_KERNEL)) return tf.engine().runKernel(GRAM_KERNEL, { x }, {}) as tf.Tensor2D;
@@ -173,16 +206,14 @@ export function denseFactors(a: tf.Tensor, ds: tf.Tensor, bias: boolean): Kronec
     if (bias) out.push(tf.sum(a2, 0));
     return out;
   });
-  const { data, offsets } = readBackFlat(parts);
-  tf.dispose(parts);
-  return {
+  return withReadBack(parts, (data, offsets) => ({
     kind: 'kronecker',
-    A: momentFromGram(data, offsets[0]!, bias ? offsets[2]! : -1, M, K),
+    A: momentFromGram(data, offsets[0]!, bias ? offsets[2]! : -1, M, K, symmetricGrams()),
     dA: bias ? K + 1 : K,
-    G: momentFromGram(data, offsets[1]!, -1, M, O),
+    G: momentFromGram(data, offsets[1]!, -1, M, O, symmetricGrams()),
     dG: O,
     scale: 1,
-  };
+  }));
 }
 
 // -------------------------------------------------------------------------------------------------------------
@@ -332,17 +363,14 @@ export function convKfcFactors(x: tf.Tensor4D, ds: tf.Tensor4D, g: ConvGeometry,
   const K = g.kernel[0] * g.kernel[1] * Cin;
   const [aa, colSum] = patchMoments(x, g, T, K, bias);
   const gg = tf.tidy(() => gram(tf.mul(tf.reshape(ds, [M * T, O]), M) as tf.Tensor2D));
-  const parts = [aa, colSum, gg];
-  const { data, offsets } = readBackFlat(parts);
-  tf.dispose(parts);
-  return {
+  return withReadBack([aa, colSum, gg], (data, offsets) => ({
     kind: 'kronecker',
-    A: momentFromGram(data, offsets[0]!, bias ? offsets[1]! : -1, M * T, K),
+    A: momentFromGram(data, offsets[0]!, bias ? offsets[1]! : -1, M * T, K, symmetricGrams()),
     dA: bias ? K + 1 : K,
-    G: momentFromGram(data, offsets[2]!, -1, M * T, O),
+    G: momentFromGram(data, offsets[2]!, -1, M * T, O, symmetricGrams()),
     dG: O,
     scale: T,
-  };
+  }));
 }
 
 /**
@@ -362,16 +390,14 @@ export function convCheapFactors(x: tf.Tensor4D, ds: tf.Tensor4D, g: ConvGeometr
     if (bias) out.push(tf.sum(ma, 0));
     return out;
   });
-  const { data, offsets } = readBackFlat(parts);
-  tf.dispose(parts);
-  return {
+  return withReadBack(parts, (data, offsets) => ({
     kind: 'kronecker',
-    A: momentFromGram(data, offsets[0]!, bias ? offsets[2]! : -1, M, K),
+    A: momentFromGram(data, offsets[0]!, bias ? offsets[2]! : -1, M, K, symmetricGrams()),
     dA: bias ? K + 1 : K,
-    G: momentFromGram(data, offsets[1]!, -1, M, O),
+    G: momentFromGram(data, offsets[1]!, -1, M, O, symmetricGrams()),
     dG: O,
     scale: 1,
-  };
+  }));
 }
 
 // -------------------------------------------------------------------------------------------------------------
@@ -391,8 +417,7 @@ export function doublyFactoredFactors(a: tf.Tensor, ds: tf.Tensor, inputShape: r
   const O = ds.size / M;
   if (a.size !== M * T * C) throw new Error(`doubly-factored input has ${a.size / M} units per example, expected ${T * C}`);
   const dd = tf.tidy(() => gram(tf.mul(tf.reshape(ds, [M, O]), M) as tf.Tensor2D));
-  const ddRead = readBackFlat([dd]);
-  dd.dispose();
+  const D = withReadBack([dd], (data, offsets) => momentFromGram(data, offsets[0]!, -1, M, O, symmetricGrams()));
   const acts = a.dataSync() as Float32Array; // float32 activations, read once (the SVDs accumulate in float64)
   const { sigma, u, v } = topSingularPairs(acts, M, T, C);
   // E[K Kᵀ] = (1/M) Σ_n σ_n u_n u_nᵀ and E[Ψ Ψᵀ] = (1/M) Σ_n σ_n v_n v_nᵀ (the sign of the pair cancels)
@@ -409,7 +434,7 @@ export function doublyFactoredFactors(a: tf.Tensor, ds: tf.Tensor, inputShape: r
     dK: T,
     Psi: PP,
     dPsi: C,
-    D: momentFromGram(ddRead.data, 0, -1, M, O),
+    D,
     dD: O,
   };
 }
@@ -441,7 +466,5 @@ export function scaleShiftFactors(xhat: tf.Tensor, ds: tf.Tensor): ScaleShiftSta
     const db = axes.length ? tf.sum(d, axes) : d;
     return gram(tf.concat([tf.reshape(dg, [M, C]), tf.reshape(db, [M, C])], 1) as tf.Tensor2D);
   });
-  const { data } = readBackFlat([ff]);
-  ff.dispose();
-  return { kind: 'scale-shift', F: momentFromGram(data, 0, -1, M, 2 * C), d: 2 * C };
+  return withReadBack([ff], (data, offsets) => ({ kind: 'scale-shift', F: momentFromGram(data, offsets[0]!, -1, M, 2 * C, symmetricGrams()), d: 2 * C }));
 }
