@@ -15,6 +15,27 @@ import { mulberry32 } from '../src/linalg/random';
 
 const addon = loadNative();
 
+/** `got` is XᵀX of the row-major [rows, K] matrix x, summed here in float64: to 1e-5 relative, and exactly symmetric. */
+function expectGramOf(got: ArrayLike<number>, x: ArrayLike<number>, rows: number, K: number): void {
+  let worst = 0;
+  let asym = 0;
+  for (let i = 0; i < K; i++) {
+    for (let j = 0; j < K; j++) {
+      let want = 0;
+      let scale = 0;
+      for (let n = 0; n < rows; n++) {
+        const v = x[n * K + i]! * x[n * K + j]!;
+        want += v;
+        scale += Math.abs(v);
+      }
+      worst = Math.max(worst, Math.abs(got[i * K + j]! - want) / Math.max(scale, 1e-30));
+      if (got[i * K + j] !== got[j * K + i]) asym++;
+    }
+  }
+  expect(worst).toBeLessThan(1e-5);
+  expect(asym).toBe(0);
+}
+
 describe.skipIf(!addon)('native K-FAC bookkeeping (skipped: the addon is not built)', () => {
   const r = mulberry32(5);
   it.each([1, 2, 31, 32, 33, 97, 300])('moment from a K×K Gram, K = %i, with and without the homogeneous coordinate, bit for bit', (K) => {
@@ -90,22 +111,7 @@ describe.skipIf(!addon)('the native Gram kernel (skipped: the addon is not built
     expect(g.shape).toEqual([K, K]);
     const got = g.dataSync();
     g.dispose();
-    let worst = 0;
-    let asym = 0;
-    for (let i = 0; i < K; i++) {
-      for (let j = 0; j < K; j++) {
-        let want = 0;
-        let scale = 0;
-        for (let n = 0; n < rows; n++) {
-          want += x[n * K + i]! * x[n * K + j]!;
-          scale += Math.abs(x[n * K + i]! * x[n * K + j]!);
-        }
-        worst = Math.max(worst, Math.abs(got[i * K + j]! - want) / Math.max(scale, 1e-30));
-        if (got[i * K + j] !== got[j * K + i]) asym++;
-      }
-    }
-    expect(worst).toBeLessThan(1e-5);
-    expect(asym).toBe(0);
+    expectGramOf(got, x, rows, K);
   });
   it("a dense layer's factors are the same on the native engine as on wasm (matMul), to 1e-5", async () => {
     const a = Float32Array.from({ length: 64 * 40 }, () => 2 * r() - 1);
@@ -157,24 +163,7 @@ describe.skipIf(!addon)('the native patch Gram kernel (skipped: the addon is not
     expect(g.shape).toEqual([K, K]);
     const got = g.dataSync();
     g.dispose();
-    const rows = N * Ho * Wo;
-    let worst = 0;
-    let asym = 0;
-    for (let i = 0; i < K; i++) {
-      for (let j = 0; j < K; j++) {
-        let want = 0;
-        let scale = 0;
-        for (let n = 0; n < rows; n++) {
-          const v = pd[n * K + i]! * pd[n * K + j]!;
-          want += v;
-          scale += Math.abs(v);
-        }
-        worst = Math.max(worst, Math.abs(got[i * K + j]! - want) / Math.max(scale, 1e-30));
-        if (got[i * K + j] !== got[j * K + i]) asym++;
-      }
-    }
-    expect(worst).toBeLessThan(1e-5);
-    expect(asym).toBe(0);
+    expectGramOf(got, pd, N * Ho * Wo, K);
   });
   it('examples taken in chunks (a large input) give the sum of the per-example Grams, to 1e-5 relative', async () => {
     await initBackend('native');
