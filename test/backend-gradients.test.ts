@@ -510,6 +510,17 @@ describe.each(ENGINES)('engine %s', (e) => {
       expect(Number.isNaN(got[5]!) && Number.isNaN(ref[5]!)).toBe(true);
       got[5] = ref[5] = 0;
       expect(relErr(got, ref)).toBeLessThan(TOL);
+      // and the forward pass itself (native: its own Relu kernel)
+      const forward = async (backend: 'cpu' | Engine) => {
+        await initBackend(backend);
+        const y = tf.tidy(() => tf.relu(tf.tensor(x.data, x.shape)).dataSync() as Float32Array);
+        return y;
+      };
+      const yRef = await forward('cpu');
+      const yGot = await forward(engine);
+      expect(Number.isNaN(yGot[5]!) && Number.isNaN(yRef[5]!)).toBe(true);
+      yGot[5] = yRef[5] = 0;
+      expect(Array.from(yGot)).toEqual(Array.from(yRef));
     });
     it('large same-shape and trailing-broadcast add, sub, mul (both operand orders), and concat/split on every axis', async () => {
       await expectSameGradients(

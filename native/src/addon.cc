@@ -142,6 +142,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   DK_EXPORT(exports, "batchNormForward", BatchNormForward);
   DK_EXPORT(exports, "batchNormBackward", BatchNormBackward);
   DK_EXPORT(exports, "reluGrad", ReluGrad);
+  DK_EXPORT(exports, "relu", Relu);
+  DK_EXPORT(exports, "maxPool", MaxPool);
   DK_EXPORT(exports, "momentFromGram", MomentFromGram);
   DK_EXPORT(exports, "allFinite", AllFinite);
   DK_EXPORT(exports, "emaUpdate", EmaUpdate);

@@ -95,6 +95,8 @@ Napi::Value PatchSums(const Napi::CallbackInfo& info);
 Napi::Value BatchNormForward(const Napi::CallbackInfo& info);
 Napi::Value BatchNormBackward(const Napi::CallbackInfo& info);
 Napi::Value ReluGrad(const Napi::CallbackInfo& info);
+Napi::Value Relu(const Napi::CallbackInfo& info);
+Napi::Value MaxPool(const Napi::CallbackInfo& info);
 Napi::Value MomentFromGram(const Napi::CallbackInfo& info);
 Napi::Value AllFinite(const Napi::CallbackInfo& info);
 Napi::Value EmaUpdate(const Napi::CallbackInfo& info);

@@ -14,6 +14,17 @@
 
 namespace dk {
 
+// relu(heap, x, y, n): max(0, x) as tfjs's cpu kernel: NaN passes through, −0 becomes 0
+Napi::Value Relu(const Napi::CallbackInfo& info) {
+  auto heap = info[0].As<Napi::ArrayBuffer>();
+  const float* x = heapF32(heap, info[1]);
+  float* y = heapF32(heap, info[2]);
+  const int64_t n = static_cast<int64_t>(info[3].As<Napi::Number>().DoubleValue());
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f || std::isnan(x[i]) ? x[i] : 0.0f;
+  return info.Env().Undefined();
+}
+
 // reluGrad(heap, dy, x, dx, n)
 Napi::Value ReluGrad(const Napi::CallbackInfo& info) {
   auto heap = info[0].As<Napi::ArrayBuffer>();

@@ -46,6 +46,31 @@ constexpr size_t kPoolDims = 12;
 
 }  // namespace
 
+// maxPool(heap, x, y, dims): the maximum of each window over the inputs it covers (padding holds none), by the
+// strict comparison from −∞ of tfjs's cpu kernel (and of maxPoolGrad below: the maximum it routes to is this one)
+Napi::Value MaxPool(const Napi::CallbackInfo& info) {
+  auto heap = info[0].As<Napi::ArrayBuffer>();
+  const Pool p(dimsOf(info[3], kPoolDims, "maxPool"));
+  const float* x = heapF32(heap, info[1]);
+  float* y = heapF32(heap, info[2]);
+  const int64_t C = p.c;
+#pragma omp parallel for schedule(static) if (p.n * p.h * p.w * C >= kParallelMin)
+  for (int64_t b = 0; b < p.n; b++) {
+    const float* xb = x + b * p.h * p.w * C;
+    p.windows([&](int64_t i, int64_t j, int64_t rMin, int64_t rMax, int64_t cMin, int64_t cMax) {
+      float* out = y + ((b * p.ho + i) * p.wo + j) * C;
+      std::fill(out, out + C, -std::numeric_limits<float>::infinity());
+      for (int64_t r = rMin; r < rMax; r++) {
+        for (int64_t q = cMin; q < cMax; q++) {
+          const float* xv = xb + (r * p.w + q) * C;
+          for (int64_t k = 0; k < C; k++) out[k] = xv[k] > out[k] ? xv[k] : out[k];
+        }
+      }
+    });
+  }
+  return info.Env().Undefined();
+}
+
 // maxPoolGrad(heap, dy, x, dx, dims)
 Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info) {
   auto heap = info[0].As<Napi::ArrayBuffer>();

@@ -212,6 +212,26 @@ function nativeKernels(addon: NativeAddon, fallback: Fallbacks): Record<string, 
     ]);
   };
 
+  const maxPool: tf.KernelFunc = (args) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    const dims = x.dtype === 'float32' ? poolDims(x.shape, args.attrs as unknown as PoolAttrs) : undefined;
+    if (!dims) return prev('MaxPool')(args);
+    const out = makeOutput(args.backend, [dims[0]!, dims[4]!, dims[5]!, dims[3]!]);
+    const be = args.backend;
+    if (size(out.shape) > 0) addon.maxPool(heapOf(be), offsetOf(be, x), offsetOf(be, out), dims);
+    return out;
+  };
+
+  const relu: tf.KernelFunc = (args) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    if (x.dtype !== 'float32') return prev('Relu')(args);
+    const be = args.backend;
+    const out = makeOutput(be, x.shape);
+    const n = size(x.shape);
+    if (n > 0) addon.relu(heapOf(be), offsetOf(be, x), offsetOf(be, out), n);
+    return out;
+  };
+
   const maxPoolGrad: tf.KernelFunc = (args) => {
     const { dy, input } = args.inputs as { dy: tf.TensorInfo; input: tf.TensorInfo };
     const dims = input.dtype === 'float32' && dy.dtype === 'float32' ? poolDims(input.shape, args.attrs as unknown as PoolAttrs) : undefined;
@@ -416,7 +436,9 @@ function nativeKernels(addon: NativeAddon, fallback: Fallbacks): Record<string, 
     Multiply: binary('Multiply', BINARY_OPS.mul),
     Concat: concat,
     SplitV: splitV,
+    MaxPool: maxPool,
     MaxPoolGrad: maxPoolGrad,
+    Relu: relu,
     AvgPoolGrad: avgPoolGrad,
     [BATCH_NORM_KERNEL]: batchNorm,
     [BATCH_NORM_GRAD_KERNEL]: batchNormGrad,
@@ -442,7 +464,9 @@ export const NATIVE_KERNELS = [
   'Conv2DBackpropFilter',
   'BatchMatMul',
   '_FusedMatMul',
+  'MaxPool',
   'MaxPoolGrad',
+  'Relu',
   'AvgPoolGrad',
   'Concat',
   'SplitV',
