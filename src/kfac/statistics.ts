@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { crossEntropy, type Model } from '../nn/model';
 import { type BlockStats, checkStatsFinite, type FisherBlock } from './blocks';
 import { gradientsOnOneTape } from '../backend/tape';
-import { KfacError } from './errors';
+import { firstNonFinite, KfacError } from './errors';
 
 /**
  * One categorical sample per example from softmax(logits), by inverse CDF on the probabilities read back, with the
@@ -34,6 +34,26 @@ export function sampleTargets(logits: tf.Tensor2D, rng: () => number): Int32Arra
     out[n] = k;
   }
   return out;
+}
+
+/**
+ * `sampleTargets`, naming the layer where a non-finite value came from when the output distribution is NaN: the first
+ * block (in the model's order) whose captured input has a NaN or ±Infinity entry (read back only on this failure
+ * path), as the statistics check would have named it; else the output.
+ */
+function sampleTargetsOf(logits: tf.Tensor2D, rng: () => number, names: string[], inputs: tf.Tensor[]): Int32Array {
+  try {
+    return sampleTargets(logits, rng);
+  } catch (e) {
+    if (!(e instanceof KfacError)) throw e;
+    for (let i = 0; i < names.length; i++) {
+      const j = firstNonFinite(inputs[i]!.dataSync() as Float32Array);
+      if (j >= 0) {
+        throw new KfacError(names[i]!, 'statistics', `input has a non-finite entry at index ${j} (and the model's output distribution is NaN)`, { cause: e });
+      }
+    }
+    throw e;
+  }
 }
 
 export interface StatisticsOptions {
@@ -114,8 +134,9 @@ export function computeStatistics(model: Model, x: tf.Tensor4D, opts: Statistics
         bnChunk: opts.bnChunk,
       });
       // the captured inputs must outlive the gradient scope
-      capturedInputs(r.capture, names, 'computeStatistics').forEach((t, i) => kept.set(names[i]!, tf.keep(t)));
-      targets = fixedTargets ?? sampleTargets(r.logits, opts.rng!);
+      const inputs = capturedInputs(r.capture, names, 'computeStatistics');
+      inputs.forEach((t, i) => kept.set(names[i]!, tf.keep(t)));
+      targets = fixedTargets ?? sampleTargetsOf(r.logits, opts.rng!, names, inputs);
       return crossEntropy(r.logits, tf.tensor1d(targets, 'int32'));
     };
     const vg = tf.valueAndGrads(f)(probes);
@@ -179,7 +200,7 @@ export function gradientsAndStatistics(
     const extra = { errors: errorCount(r.logits, labels), inputs, bnMeans: bn.map((b) => b[1]), bnVars: bn.map((b) => b[2]) };
     bnNames = bn.map((b) => b[0]);
     if (empirical) return { outputs: [loss], wrt: [[...vars, ...preacts]], extra };
-    targets = sampleTargets(r.logits, opts.rng!);
+    targets = sampleTargetsOf(r.logits, opts.rng!, names, inputs);
     return { outputs: [loss, crossEntropy(r.logits, tf.tensor1d(targets, 'int32'))], wrt: [vars, preacts], extra };
   });
   const [loss, statsLoss] = run.values;
