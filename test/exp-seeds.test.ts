@@ -169,7 +169,7 @@ describe('seeds per run by default', () => {
     expect(parseSeeds(undefined, 'quick')).toBe(3);
     expect(parseSeeds(undefined, 'paper')).toBe(1);
     const fig7 = (await loadExperiments()).get('fig7')!;
-    expect(parseSeeds(undefined, 'quick', fig7)).toBe(5);
+    expect(parseSeeds(undefined, 'quick', fig7)).toBe(15);
     expect(parseSeeds(undefined, 'paper', fig7)).toBe(1);
     expect(parseSeeds('2', 'quick', fig7)).toBe(2);
     expect(() => parseSeeds('0', 'quick', fig7)).toThrow(/--seeds: '0' is not a whole number/);
