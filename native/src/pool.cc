@@ -44,6 +44,28 @@ struct Pool {
 
 constexpr size_t kPoolDims = 12;
 
+/**
+ * The maximum of one window per channel into best[0..C) (from −∞, strict `>`: the first maximum in row-major window
+ * order wins, NaN never does), and with `pos` its offset in the image (−1 where none).
+ */
+inline void windowMax(const Pool& p, const float* xb, int64_t rMin, int64_t rMax, int64_t cMin, int64_t cMax, float* best,
+                      int64_t* pos) {
+  const int64_t C = p.c;
+  std::fill(best, best + C, -std::numeric_limits<float>::infinity());
+  if (pos) std::fill(pos, pos + C, -1);
+  for (int64_t r = rMin; r < rMax; r++) {
+    for (int64_t q = cMin; q < cMax; q++) {
+      const int64_t base = (r * p.w + q) * C;
+      const float* xv = xb + base;
+      for (int64_t k = 0; k < C; k++) {
+        const bool more = xv[k] > best[k];
+        best[k] = more ? xv[k] : best[k];
+        if (pos) pos[k] = more ? base + k : pos[k];
+      }
+    }
+  }
+}
+
 }  // namespace
 
 // maxPool(heap, x, y, dims): the maximum of each window over the inputs it covers (padding holds none), by the
@@ -58,14 +80,7 @@ Napi::Value MaxPool(const Napi::CallbackInfo& info) {
   for (int64_t b = 0; b < p.n; b++) {
     const float* xb = x + b * p.h * p.w * C;
     p.windows([&](int64_t i, int64_t j, int64_t rMin, int64_t rMax, int64_t cMin, int64_t cMax) {
-      float* out = y + ((b * p.ho + i) * p.wo + j) * C;
-      std::fill(out, out + C, -std::numeric_limits<float>::infinity());
-      for (int64_t r = rMin; r < rMax; r++) {
-        for (int64_t q = cMin; q < cMax; q++) {
-          const float* xv = xb + (r * p.w + q) * C;
-          for (int64_t k = 0; k < C; k++) out[k] = xv[k] > out[k] ? xv[k] : out[k];
-        }
-      }
+      windowMax(p, xb, rMin, rMax, cMin, cMax, y + ((b * p.ho + i) * p.wo + j) * C, nullptr);
     });
   }
   return info.Env().Undefined();
@@ -91,19 +106,7 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info) {
       const float* xb = x + b * p.h * p.w * C;
       p.windows([&](int64_t i, int64_t j, int64_t rMin, int64_t rMax, int64_t cMin, int64_t cMax) {
         const float* g = dy + ((b * p.ho + i) * p.wo + j) * C;
-        std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
-        std::fill(pos.begin(), pos.end(), -1);
-        for (int64_t r = rMin; r < rMax; r++) {
-          for (int64_t q = cMin; q < cMax; q++) {
-            const int64_t base = (r * p.w + q) * C;
-            const float* xv = xb + base;
-            for (int64_t k = 0; k < C; k++) {
-              const bool more = xv[k] > best[k];
-              best[k] = more ? xv[k] : best[k];
-              pos[k] = more ? base + k : pos[k];
-            }
-          }
-        }
+        windowMax(p, xb, rMin, rMax, cMin, cMax, best.data(), pos.data());
         for (int64_t k = 0; k < C; k++) {
           if (pos[k] >= 0) dxb[pos[k]] += g[k];
         }
