@@ -279,9 +279,10 @@ AxisSegments axisSegments(int64_t n, int64_t k, int64_t out, int64_t before) {
 // matrix PᵀP of every stride-1 conv patch (the rows of the im2col matrix P, [N·Ho·Wo, K], K = KH·KW·C in the kernel's
 // (i, j, c) order), K×K, for the KFC input factor, WITHOUT the patches. The block of taps d = (i, j), d' = (i', j') is
 //   Σ_n Σ_{q ∈ R_d} x[n, q]ᵀ x[n, q + δ]        (δ = d' − d; x zero outside the image)
-// where R_d, the input positions tap d covers, is a rectangle. So the matrix needs, per shift δ with d ≤ d' (about
-// half of the (2KH−1)(2KW−1); the other blocks are transposes), C×C products summed over the image once:
-// (2k−1)²/2 instead of k⁴/2 multiply-adds per position and channel pair (7.6× fewer for 5×5 kernels, 3.1× for 3×3).
+// where R_d, the input positions tap d covers, is a rectangle. So the matrix needs, per shift δ with d ≤ d' (the other
+// blocks are transposes: vertical shifts dy ≥ 0, every horizontal one), C×C products summed over the image once:
+// KH·(2KW−1) instead of (KH·KW)²/2 multiply-adds per position and channel pair (45 vs 312.5 for 5×5 kernels, 6.9×
+// fewer; 15 vs 40.5 for 3×3, 2.7×); every entry of the output is written once, from the block of d ≤ d' or its transpose.
 // The rectangles are unions of segments of each axis (axisSegments): the products are summed per region (row
 // segment × column segment) and every block is read off 2-D prefix sums over the regions (float64).
 //
@@ -307,8 +308,10 @@ Napi::Value PatchGram(const Napi::CallbackInfo& info) {
   if (N < 0 || H <= 0 || W <= 0 || C <= 0 || KH <= 0 || KW <= 0 || Ho <= 0 || Wo <= 0 || K > kMaxOrder) {
     throw Napi::Error::New(info.Env(), "patchGram: sizes out of range");
   }
-  std::fill(out, out + K * K, 0.0f);
-  if (N == 0) return info.Env().Undefined();
+  if (N == 0) {
+    std::fill(out, out + K * K, 0.0f);
+    return info.Env().Undefined();
+  }
   const int64_t P = KW - 1, S = 2 * KW - 1, SC = S * C, Hp = H + KH - 1, Wp = W + P;
   // examples in chunks: the windows of a chunk are at most kChunkFloats (or one example's)
   constexpr int64_t kChunkFloats = int64_t{1} << 23;

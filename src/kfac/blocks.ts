@@ -236,7 +236,6 @@ function restoreEmas(name: string, emas: ZeroDebiasedEma[], s: BlockState): void
  */
 const checkedFinite = new WeakSet<Float64Array>();
 
-/** Throws KfacError(name, 'statistics') at the first non-finite entry of a batch's statistics. */
 /** A batch's statistics arrays, each with what it is. */
 function statsArrays(s: BlockStats): [Float64Array, string][] {
   return s.kind === 'kronecker'
@@ -253,6 +252,7 @@ function statsArrays(s: BlockStats): [Float64Array, string][] {
       : [[s.F, 'scale/shift block']];
 }
 
+/** Throws KfacError(name, 'statistics') at the first non-finite entry of a batch's statistics. */
 export function checkStatsFinite(name: string, s: BlockStats): void {
   for (const [a, label] of statsArrays(s)) {
     if (checkedFinite.has(a)) continue;

@@ -96,7 +96,7 @@ export function withReadBack<T>(ts: tf.Tensor[], use: (data: Float32Array, offse
 }
 
 /** Several tensors read back with ONE download: their entries concatenated (float32) and where each starts. */
-export function readBackFlat(ts: tf.Tensor[]): { data: Float32Array; offsets: number[] } {
+function readBackFlat(ts: tf.Tensor[]): { data: Float32Array; offsets: number[] } {
   const flat = tf.tidy(() => tf.concat(ts.map((t) => tf.reshape(t, [-1]))));
   const data = flat.dataSync() as Float32Array;
   flat.dispose();

@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { crossEntropy, type Model } from '../nn/model';
 import { type BlockStats, checkStatsFinite, type FisherBlock } from './blocks';
 import { gradientsOnOneTape } from '../backend/tape';
-import { firstNonFinite, KfacError } from './errors';
+import { assertFinite, KfacError } from './errors';
 
 /**
  * One categorical sample per example from softmax(logits), by inverse CDF on the probabilities read back, with the
@@ -46,12 +46,7 @@ function sampleTargetsOf(logits: tf.Tensor2D, rng: () => number, names: string[]
     return sampleTargets(logits, rng);
   } catch (e) {
     if (!(e instanceof KfacError)) throw e;
-    for (let i = 0; i < names.length; i++) {
-      const j = firstNonFinite(inputs[i]!.dataSync() as Float32Array);
-      if (j >= 0) {
-        throw new KfacError(names[i]!, 'statistics', `input has a non-finite entry at index ${j} (and the model's output distribution is NaN)`, { cause: e });
-      }
-    }
+    names.forEach((n, i) => assertFinite(inputs[i]!.dataSync(), n, 'statistics', "input (and so the model's output distribution, NaN)"));
     throw e;
   }
 }
