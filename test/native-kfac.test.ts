@@ -6,7 +6,7 @@
  * the input) against the patches' Gram in float64 and the KFC factors on wasm.
  */
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend';
 import { GRAM_KERNEL, hasKernel, PATCH_GRAM_KERNEL } from '../src/backend/fused-ops';
 import { loadNative } from '../src/backend/native';
@@ -134,8 +134,15 @@ describe.skipIf(!addon)('the native Gram kernel (skipped: the addon is not built
   });
 });
 
-describe.skipIf(!addon)('the native patch Gram kernel (skipped: the addon is not built)', () => {
+// Both of the kernel's paths: the AVX-512 one (where the addon was compiled for it: the tiles read the input in place)
+// and the sgemm one over copied windows (every other CPU).
+const patchGramPaths = addon ? [...new Set([addon.patchGramPath('auto'), 'blas' as const])] : [];
+describe.skipIf(!addon).each(patchGramPaths)('the native patch Gram kernel, %s path (skipped: the addon is not built)', (path) => {
+  beforeAll(() => {
+    expect(addon!.patchGramPath(path === 'blas' ? 'blas' : 'auto')).toBe(path);
+  });
   afterAll(async () => {
+    addon!.patchGramPath('auto');
     await initBackend();
   });
   const r = mulberry32(23);
@@ -148,6 +155,11 @@ describe.skipIf(!addon)('the native patch Gram kernel (skipped: the addon is not
     [2, 6, 5, 2, 1, 3, 'valid'],
     [3, 5, 9, 2, 4, 2, 'same'],
     [5, 16, 16, 8, 5, 5, 'same'],
+    // channel counts for the AVX-512 tiles: two vectors (the second partly masked, or one lane), 32 + 8 (two blocks)
+    [2, 9, 7, 24, 3, 3, 'same'],
+    [3, 7, 7, 17, 3, 2, 'same'],
+    [2, 8, 8, 32, 5, 5, 'same'],
+    [1, 6, 9, 40, 3, 3, 'valid'],
   ] as const)('N %i, %i×%i×%i input, %i×%i kernel, %s: PᵀP of the patches to 1e-5 relative, exactly symmetric', async (N, H, W, C, kh, kw, padding) => {
     const x = Float32Array.from({ length: N * H * W * C }, () => 2 * r() - 1);
     const geometry = { kernel: [kh, kw] as [number, number], strides: [1, 1] as [number, number], padding };

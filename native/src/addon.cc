@@ -157,6 +157,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   DK_EXPORT(exports, "linalgThreads", LinalgThreads);
   DK_EXPORT(exports, "gram", Gram);
   DK_EXPORT(exports, "patchGram", PatchGram);
+  DK_EXPORT(exports, "patchGramPath", PatchGramPath);
   return exports;
 }
 

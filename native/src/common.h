@@ -112,5 +112,6 @@ Napi::Value SymEigF64(const Napi::CallbackInfo& info);
 Napi::Value LinalgThreads(const Napi::CallbackInfo& info);
 Napi::Value Gram(const Napi::CallbackInfo& info);
 Napi::Value PatchGram(const Napi::CallbackInfo& info);
+Napi::Value PatchGramPath(const Napi::CallbackInfo& info);
 
 }  // namespace dk

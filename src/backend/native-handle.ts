@@ -54,6 +54,8 @@ export interface NativeAddon {
   gram(heap: ArrayBuffer, x: number, out: number, rows: number, K: number): void;
   /** PᵀP of the stride-1 patches of an NHWC input, [K, K]; dims as patches (strides 1). */
   patchGram(heap: ArrayBuffer, x: number, out: number, dims: Int32Array): void;
+  /** The path patchGram takes ('avx512' where compiled, else 'blas'), after forcing 'blas' or restoring 'auto'. */
+  patchGramPath(path?: 'blas' | 'auto'): 'avx512' | 'blas';
   relu(heap: ArrayBuffer, x: number, y: number, n: number): void;
   maxPool(heap: ArrayBuffer, x: number, y: number, dims: Int32Array): void;
   /** OpenBLAS threads per LAPACK call (default 1), after setting it to k when given. */
