@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend';
 import { GRAM_KERNEL, hasKernel, PATCH_GRAM_KERNEL } from '../src/backend/fused-ops';
 import { loadNative } from '../src/backend/native';
-import { convKfcFactors, denseFactors, extractPatches, momentFromGramTs } from '../src/kfac/factors';
+import { checkStatsFinite } from '../src/kfac/blocks';
+import { convKfcFactors, denseFactors, extractPatches, isKnownFinite, momentFromGramTs } from '../src/kfac/factors';
 import { mulberry32 } from '../src/linalg/random';
 
 const addon = loadNative();
@@ -65,6 +66,39 @@ describe.skipIf(!addon)('native K-FAC bookkeeping (skipped: the addon is not bui
       for (let i = 0; i < d * d; i++) if (!Object.is(got[i], want[i])) differ++;
       expect(differ).toBe(0);
     }
+  });
+  it('the moment pass reports whether every entry it wrote is finite (NaN or ±Infinity in the Gram or the column sums, either pass)', () => {
+    const K = 40;
+    const fresh = () => {
+      const data = new Float32Array(K * K + K);
+      for (let i = 0; i < K; i++) for (let j = 0; j <= i; j++) data[i * K + j] = data[j * K + i] = 4 * r() - 2;
+      return data;
+    };
+    const d = K + 1;
+    for (const symmetric of [false, true]) {
+      expect(addon!.momentFromGram(fresh(), 0, K * K, 3, K, new Float64Array(d * d), symmetric)).toBe(true);
+      for (const [at, v] of [[5 * K + 7, Number.NaN], [K * K - 1, Infinity], [0, -Infinity], [K * K + 3, Number.NaN], [K * K + K - 1, Infinity]] as const) {
+        const data = fresh();
+        data[at] = v;
+        if (at < K * K) data[(at % K) * K + Math.floor(at / K)] = v; // (keeps it symmetric)
+        expect(addon!.momentFromGram(data, 0, K * K, 3, K, new Float64Array(d * d), symmetric), `${v} at ${at}, symmetric ${symmetric}`).toBe(false);
+        // the column sums alone are not read without the homogeneous coordinate
+        if (at >= K * K) expect(addon!.momentFromGram(data, 0, -1, 3, K, new Float64Array(K * K), symmetric)).toBe(true);
+      }
+    }
+  });
+  it("a NaN in a layer's input on the native engine: its factor is not taken as checked, and the statistics check names the layer", async () => {
+    await initBackend('native');
+    const a = Float32Array.from({ length: 16 * 9 }, () => r());
+    a[40] = Number.NaN;
+    const [ta, td] = [tf.tensor2d(a, [16, 9]), tf.tensor2d(Float32Array.from({ length: 16 * 4 }, () => r()), [16, 4])];
+    const good = denseFactors(td, td, false);
+    const bad = denseFactors(ta, td, true);
+    tf.dispose([ta, td]);
+    expect(isKnownFinite(good.A) && isKnownFinite(good.G)).toBe(true);
+    expect(isKnownFinite(bad.A)).toBe(false);
+    expect(() => checkStatsFinite('fc7', bad)).toThrow(/K-FAC block fc7: A factor has a non-finite entry NaN/);
+    expect(() => checkStatsFinite('fc7', good)).not.toThrow();
   });
   it('rejects arrays of the wrong size', () => {
     expect(() => addon!.momentFromGram(new Float32Array(8), 0, -1, 1, 3, new Float64Array(9))).toThrow(/sizes do not match/);

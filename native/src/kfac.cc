@@ -4,6 +4,7 @@
 // step's overhead besides the second backward pass (src/kfac/factors.ts, errors.ts, ema.ts keep the same maths as
 // the fallback; the file is compiled with -ffp-contract=off so both give the same bits).
 #include <cmath>
+#include <limits>
 
 #include "common.h"
 
@@ -12,7 +13,7 @@ namespace dk {
 // momentFromGram(data: Float32Array, gOff, cOff (−1: none), count, K, out: Float64Array of d², d = K or K+1,
 // symmetric?: the Gram is exactly symmetric, as this addon's Gram kernels write it: then (g + gᵀ)/2 is g itself, and
 // one pass in memory order writes the same bits (2g·(0.5/count) = g·(1/count): exact scalings by 2) without the
-// transposed reads)
+// transposed reads)) → whether every entry written is finite
 Napi::Value MomentFromGram(const Napi::CallbackInfo& info) {
   auto data = info[0].As<Napi::Float32Array>();
   const int64_t gOff = static_cast<int64_t>(info[1].As<Napi::Number>().DoubleValue());
@@ -28,11 +29,19 @@ Napi::Value MomentFromGram(const Napi::CallbackInfo& info) {
   double* out = outArr.Data();
   const double half = 0.5 / count;
   const bool symmetric = info.Length() > 6 && info[6].ToBoolean().Value();
+  // whether every entry written is finite (the finiteness check, in the same pass: |v| ≤ max is false for ±∞ and NaN;
+  // an integer AND, so the loop still vectorises)
+  constexpr double kMax = std::numeric_limits<double>::max();
+  unsigned ok = 1;
   if (symmetric) {
     for (int64_t i = 0; i < K; i++) {
       const float* gi = g + i * K;
       double* oi = out + i * d;
-      for (int64_t j = 0; j < K; j++) oi[j] = (2.0 * static_cast<double>(gi[j])) * half;
+      for (int64_t j = 0; j < K; j++) {
+        const double v = (2.0 * static_cast<double>(gi[j])) * half;
+        oi[j] = v;
+        ok &= static_cast<unsigned>(std::fabs(v) <= kMax);
+      }
     }
   } else {
     constexpr int64_t B = 32;
@@ -45,6 +54,7 @@ Napi::Value MomentFromGram(const Napi::CallbackInfo& info) {
             const double v = (static_cast<double>(g[i * K + j]) + static_cast<double>(g[j * K + i])) * half;
             out[i * d + j] = v;
             out[j * d + i] = v;
+            ok &= static_cast<unsigned>(std::fabs(v) <= kMax);
           }
         }
       }
@@ -56,10 +66,11 @@ Napi::Value MomentFromGram(const Napi::CallbackInfo& info) {
       const double m = static_cast<double>(c[i]) / count;
       out[i * d + K] = m;
       out[K * d + i] = m;
+      ok &= static_cast<unsigned>(std::fabs(m) <= kMax);
     }
     out[K * d + K] = 1;
   }
-  return info.Env().Undefined();
+  return Napi::Boolean::New(info.Env(), ok != 0);
 }
 
 // allFinite(a: Float64Array) → boolean

@@ -37,7 +37,8 @@ export interface NativeAddon {
     dbeta: number, dims: Int32Array, eps: number,
   ): void;
   reluGrad(heap: ArrayBuffer, dy: number, x: number, dx: number, n: number): void;
-  momentFromGram(data: Float32Array, gOff: number, cOff: number, count: number, K: number, out: Float64Array, symmetric?: boolean): void;
+  /** Writes the moment into `out`; returns whether every entry written is finite. */
+  momentFromGram(data: Float32Array, gOff: number, cOff: number, count: number, K: number, out: Float64Array, symmetric?: boolean): boolean;
   allFinite(a: Float64Array): boolean;
   emaUpdate(sum: Float64Array, x: Float64Array, decay: number): void;
   concat(heap: ArrayBuffer, out: number, inputs: Float64Array, inners: Int32Array, outer: number): void;

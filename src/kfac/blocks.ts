@@ -33,7 +33,9 @@ import {
   denseFactors,
   doublyFactoredFactors,
   type DoublyFactoredStats,
+  isKnownFinite,
   type KroneckerStats,
+  noteFinite,
   releaseMoments,
   scaleShiftFactors,
   type ScaleShiftStats,
@@ -229,13 +231,6 @@ function restoreEmas(name: string, emas: ZeroDebiasedEma[], s: BlockState): void
   emas.forEach((e, i) => e.load(s.emas[i]));
 }
 
-/**
- * Statistics arrays already checked in this thread. A batch's statistics are checked where they are computed and
- * again where they are folded in (they may have arrived from another thread or process); arrays are never written
- * after they are made, so the second check of the same array can be skipped.
- */
-const checkedFinite = new WeakSet<Float64Array>();
-
 /** A batch's statistics arrays, each with what it is. */
 function statsArrays(s: BlockStats): [Float64Array, string][] {
   return s.kind === 'kronecker'
@@ -255,20 +250,19 @@ function statsArrays(s: BlockStats): [Float64Array, string][] {
 /** Throws KfacError(name, 'statistics') at the first non-finite entry of a batch's statistics. */
 export function checkStatsFinite(name: string, s: BlockStats): void {
   for (const [a, label] of statsArrays(s)) {
-    if (checkedFinite.has(a)) continue;
+    if (isKnownFinite(a)) continue;
     assertFinite(a, name, 'statistics', label);
-    checkedFinite.add(a);
+    noteFinite(a);
   }
 }
 
 /**
  * A batch's statistics, once folded into every block, handed back for the next batch's moments (factors.ts
- * `releaseMoments`). The arrays are forgotten by the finiteness check first: a reused array holds a new batch.
+ * `releaseMoments`, which also forgets that they were found finite: a reused array holds a new batch).
  * Only for statistics nothing else holds (the optimizer's own batches, not a message's).
  */
 export function releaseStats(stats: Iterable<BlockStats>): void {
   const arrays = [...stats].flatMap((s) => statsArrays(s).map(([a]) => a));
-  for (const a of arrays) checkedFinite.delete(a);
   releaseMoments(arrays);
 }
 

@@ -118,11 +118,30 @@ const momentPool = new Map<number, Float64Array[]>();
 const POOL_PER_LENGTH = 32;
 
 /**
+ * Statistics arrays known to be finite in this thread: checked once (blocks.ts checkStatsFinite: a batch's statistics
+ * are checked where they are computed and again where they are folded in, perhaps after a trip to another thread or
+ * process), or written by the native moment pass, which checks every entry as it writes it. Arrays are never written
+ * after they are made, except a pooled one reused for a new batch, which `releaseMoments` forgets first.
+ */
+const knownFinite = new WeakSet<Float64Array>();
+
+/** Whether `a` is known to hold only finite entries (see knownFinite). */
+export function isKnownFinite(a: Float64Array): boolean {
+  return knownFinite.has(a);
+}
+
+/** Records that `a` was found finite. */
+export function noteFinite(a: Float64Array): void {
+  knownFinite.add(a);
+}
+
+/**
  * Hands matrices back to the pool once nothing reads them any more (their batch folded in). A detached array (moved
  * to another thread) is ignored.
  */
 export function releaseMoments(arrays: Iterable<Float64Array>): void {
   for (const a of arrays) {
+    knownFinite.delete(a);
     if (a.length === 0 || a.byteLength === 0) continue;
     let list = momentPool.get(a.length);
     if (!list) momentPool.set(a.length, (list = []));
@@ -143,7 +162,8 @@ export function momentFromGram(data: Float32Array, gOff: number, cOff: number, c
   const out = momentPool.get(d * d)?.pop() ?? new Float64Array(d * d);
   const addon = nativeAddon(); // the same pass in C++ (native/src/kfac.cc), bit for bit
   if (addon) {
-    addon.momentFromGram(data, gOff, cOff, count, K, out, symmetric);
+    // (the pass checks finiteness as it writes: a finite result needs no second pass in checkStatsFinite)
+    if (addon.momentFromGram(data, gOff, cOff, count, K, out, symmetric)) knownFinite.add(out);
     return out;
   }
   return momentFromGramTs(data, gOff, cOff, count, K, out);
