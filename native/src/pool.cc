@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -185,7 +184,9 @@ namespace dk {
 
 // Per-example sums of the conv patches (K-FAC's cheap Appendix-A factors) without materialising them:
 // out[n, (i·kw + j)·C + c] = Σ_{y<Ho, x<Wo} xpad[n, y·sh + i, x·sw + j, c] (zero padding contributes nothing).
-// Separable: first the sums along x for every input row r and tap column j, then along y for every tap row i.
+// Separable: first the sums along x for every input row r and tap column j, then along y for every tap row i; with
+// stride 1 each is a range of columns (rows), read off prefix sums in float64 (O(H·W·C) per example instead of
+// O(H·KW·Wo·C)).
 // patchSums(heap, x, out, dims = [N, H, W, C, Ho, Wo, KH, KW, strideH, strideW, padTop, padLeft])
 Napi::Value PatchSums(const Napi::CallbackInfo& info) {
   auto heap = info[0].As<Napi::ArrayBuffer>();
@@ -198,11 +199,28 @@ Napi::Value PatchSums(const Napi::CallbackInfo& info) {
   {
     std::vector<double> rows(static_cast<size_t>(h * kw * C));  // [r, j, c]: Σ_x xpad[r, x·sw + j, c]
     std::vector<double> acc(static_cast<size_t>(C));
+    // stride 1: each sum is over a range, read off prefix sums (along a row: [col, c]; down the rows: [r, j, c])
+    std::vector<double> pre(static_cast<size_t>(sw == 1 ? (w + 1) * C : 0)), down(static_cast<size_t>(sh == 1 ? (h + 1) * kw * C : 0));
+    const auto range = [](int64_t lo, int64_t n, int64_t size) {
+      return std::pair<int64_t, int64_t>{std::clamp<int64_t>(lo, 0, size), std::clamp<int64_t>(lo + n, 0, size)};
+    };
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < n; b++) {
       const float* xb = x + b * h * w * C;
       std::fill(rows.begin(), rows.end(), 0.0);
-      for (int64_t r = 0; r < h; r++) {
+      for (int64_t r = 0; r < h && sw == 1; r++) {
+        for (int64_t col = 0; col < w; col++) {
+          const float* src = xb + (r * w + col) * C;
+          double* p = pre.data() + (col + 1) * C;
+          for (int64_t c = 0; c < C; c++) p[c] = p[c - C] + src[c];
+        }
+        for (int64_t j = 0; j < kw; j++) {
+          const auto [lo, hi] = range(j - left, wo, w);
+          double* dst = rows.data() + (r * kw + j) * C;
+          for (int64_t c = 0; c < C; c++) dst[c] = pre[hi * C + c] - pre[lo * C + c];
+        }
+      }
+      for (int64_t r = 0; r < h && sw != 1; r++) {
         for (int64_t j = 0; j < kw; j++) {
           double* dst = rows.data() + (r * kw + j) * C;
           for (int64_t q = 0; q < wo; q++) {
@@ -214,6 +232,14 @@ Napi::Value PatchSums(const Napi::CallbackInfo& info) {
         }
       }
       float* ob = out + b * kh * kw * C;
+      if (sh == 1) {
+        for (int64_t e = 0; e < h * kw * C; e++) down[kw * C + e] = down[e] + rows[e];
+        for (int64_t i = 0; i < kh; i++) {
+          const auto [lo, hi] = range(i - top, ho, h);
+          for (int64_t e = 0; e < kw * C; e++) ob[i * kw * C + e] = static_cast<float>(down[hi * kw * C + e] - down[lo * kw * C + e]);
+        }
+        continue;
+      }
       for (int64_t i = 0; i < kh; i++) {
         for (int64_t j = 0; j < kw; j++) {
           std::fill(acc.begin(), acc.end(), 0.0);
