@@ -1,7 +1,7 @@
 /**
  * K-FAC's cost against SGD's, same model and batch, measured in one run:
  *  - step time of SGD+momentum and of K-FAC (KFC and cheap conv factors) with inverses refreshed every 20 steps,
- *    averaged over 20 steps so that one refresh is included, and the ratio K-FAC / SGD;
+ *    averaged over 20 steps so that one refresh is included, and the ratio K-FAC / SGD (median of interleaved rounds);
  *  - the time to refresh every inverse of each quick model (float64 Cholesky on the CPU, this thread).
  */
 import { initBackend } from '../src/backend';
@@ -35,13 +35,22 @@ export function benchTrainer(m: (typeof QUICK_MODELS)[number], bz: number, steps
   return { model, parts, trainer: new Trainer(model, parts, cfg, 0.99), batch: batchOf(bz, m.input) };
 }
 
-export async function benchKfac(steps = 20) {
+/**
+ * Each optimizer's mean step time over `steps` steps (one inverse refresh included), measured in `rounds` interleaved
+ * rounds: every round times each optimizer's `steps` steps in turn, so that the machine's drift over a minute (±20 %
+ * on these VMs) reaches every optimizer of a round alike. A ratio to SGD is taken within each round and the median
+ * over rounds is reported with its range.
+ */
+export async function benchKfac(steps = 20, rounds = 3) {
   const backend = await initBackend();
   const bz = 128;
   const rows: Record<string, string | number>[] = [];
   const cases = [QUICK_MODELS[0], QUICK_MODELS[1]];
+  const median = (v: number[]) => {
+    const s = [...v].sort((a, b) => a - b);
+    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  };
   for (const m of cases) {
-    const timings: Record<string, number> = {};
     // issue 9's targets: cheap factors with whole-batch statistics ≤ 1.2× SGD, KFC with a quarter of the batch ≤ 1.5×
     const optimizers: [string, object][] = [
       ['sgd', { kind: 'sgd', lr: 0.01 }],
@@ -50,20 +59,36 @@ export async function benchKfac(steps = 20) {
       ['kfac-kfc (stats: whole batch)', { kind: 'kfac', conv: 'kfc', inverseEvery: 20, damping: 0.1 }],
       ['kfac-cheap (stats: separate forward)', { kind: 'kfac', conv: 'cheap', inverseEvery: 20, damping: 0.1, sharedForward: false }],
     ];
-    for (const [name, opt] of optimizers) {
-      const { model, trainer: tr, batch: b } = benchTrainer(m, bz, steps, name, opt);
-      tr.trainStep(b); // warm-up (and K-FAC's first inverses)
-      const t0 = performance.now();
-      for (let i = 0; i < steps; i++) tr.trainStep(b);
-      timings[name] = (performance.now() - t0) / 1000 / steps;
-      tr.dispose();
-      model.dispose();
+    const runs = optimizers.map(([name, opt]) => {
+      const r = benchTrainer(m, bz, steps * rounds, name, opt);
+      r.trainer.trainStep(r.batch); // warm-up (and K-FAC's first inverses)
+      return { name, ...r, times: [] as number[] };
+    });
+    for (let round = 0; round < rounds; round++) {
+      for (const r of runs) {
+        const t0 = performance.now();
+        for (let i = 0; i < steps; i++) r.trainer.trainStep(r.batch);
+        r.times.push((performance.now() - t0) / 1000 / steps);
+      }
     }
-    for (const [name, s] of Object.entries(timings)) {
-      rows.push({ model: m.name, batch: bz, optimizer: name, 's/step': s.toFixed(3), 'ratio to SGD': (s / timings.sgd).toFixed(2) });
+    const sgd = runs[0].times;
+    for (const r of runs) {
+      const ratios = r.times.map((t, i) => t / sgd[i]);
+      rows.push({
+        model: m.name,
+        batch: bz,
+        optimizer: r.name,
+        's/step': median(r.times).toFixed(3),
+        'ratio to SGD': median(ratios).toFixed(2),
+        'range over rounds': `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`,
+      });
+      r.trainer.dispose();
+      r.model.dispose();
     }
   }
-  console.log(`\n## K-FAC step time vs SGD (backend ${backend.name}, batch ${bz}, inverses every 20 steps, mean of ${steps} steps)`);
+  console.log(
+    `\n## K-FAC step time vs SGD (backend ${backend.name}, batch ${bz}, inverses every 20 steps; median over ${rounds} interleaved rounds of ${steps} steps each, ratio taken within a round)`,
+  );
   console.table(rows);
 
   const inv: Record<string, string | number>[] = [];

@@ -26,7 +26,7 @@ import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { registerAvgPoolGradFix } from './avgpool-grad';
 import { registerReluGradFix } from './fused-ops';
-import { loadNative, nativeUnavailableReason } from './native';
+import { loadNative, nativeUnavailableReason, openblasCoreNote } from './native';
 import { disableNativeKernels, enableNativeKernels, NATIVE_KERNELS } from './native-kernels';
 import { registerWasmTrainingFixes } from './wasm-fixes';
 import { importOptional, registerWebGpu, releaseWebGpu } from './webgpu';
@@ -222,10 +222,11 @@ async function activateNative(): Promise<Activated> {
   const wasm = await activateWasm();
   enableNativeKernels(addon);
   const i = addon.info();
+  const note = openblasCoreNote();
   return {
     name: 'native',
     tfBackend: 'wasm',
-    version: `oneDNN ${i.dnnl} (${i.cpuIsa}, ${i.dnnlCpuRuntime} ${i.threads} threads), ${i.openblas.split(' ').slice(0, 2).join(' ')} (${i.openblasCore}), ${wasm.version}`,
+    version: `oneDNN ${i.dnnl} (${i.cpuIsa}, ${i.dnnlCpuRuntime} ${i.threads} threads), ${i.openblas.split(' ').slice(0, 2).join(' ')} (${i.openblasCore}${note ? `; ${note}` : ''}), ${wasm.version}`,
     detail: `oneDNN ${i.cpuIsa} kernels on the wasm heap (${NATIVE_KERNELS.join(', ')}); other ops: ${wasm.detail}`,
   };
 }

@@ -23,6 +23,7 @@ export const ADDON_PATH = 'native/build/Release/dkfac_native.node';
 
 let loaded: NativeAddon | undefined;
 let reason: string | undefined;
+let coreNote: string | undefined;
 
 /** The package root: the nearest folder above this file holding native/binding.gyp. */
 function packageRoot(): string | undefined {
@@ -69,9 +70,14 @@ export function loadNative(): NativeAddon | undefined {
     reason = `the native addon was not built${why ? ` (${why}; see native/build.log)` : ''}: run \`npm run build:native\``;
     return undefined;
   }
-  if (!process.env.OPENBLAS_CORETYPE) {
-    const core = openblasCoreType();
-    if (core) process.env.OPENBLAS_CORETYPE = core;
+  const best = openblasCoreType();
+  const given = process.env.OPENBLAS_CORETYPE;
+  if (!given) {
+    if (best) process.env.OPENBLAS_CORETYPE = best;
+  } else if (best && given.toLowerCase() !== best.toLowerCase()) {
+    // the user's (or the platform's) choice wins, but a run says so: a sandbox seen here sets Haswell on an AVX-512
+    // CPU, where SkylakeX's sgemm measured 1.8× faster (104 vs 181–196 GFLOP/s, one thread)
+    coreNote = `OPENBLAS_CORETYPE=${given} from the environment; this CPU's best is ${best}: unset it for faster BLAS`;
   }
   // OpenMP threads that wait at a barrier sleep instead of spinning (libgomp reads this when it loads, with the
   // addon): spinning threads took the cores the others needed whenever anything else ran on the machine, measured
@@ -83,6 +89,14 @@ export function loadNative(): NativeAddon | undefined {
     reason = `the native addon failed to load: ${(e as Error).message.split('\n')[0]}`;
   }
   return loaded;
+}
+
+/**
+ * Where OPENBLAS_CORETYPE came from the environment and names another kernel family than this CPU's best (the one
+ * dkfac would have set), a one-line note saying so; undefined otherwise.
+ */
+export function openblasCoreNote(): string | undefined {
+  return coreNote;
 }
 
 /** Why `loadNative()` returned undefined (one line), or undefined when it loaded. */
