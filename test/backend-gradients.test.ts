@@ -528,9 +528,18 @@ describe.each(ENGINES)('engine %s', (e) => {
         (a, b, c, d) =>
           tf.concat([
             tf.add(a, b), tf.sub(b, a), tf.sub(a, c), tf.mul(c, a), tf.mul(a, d), tf.sub(a, d), tf.add(tf.scalar(2), a),
+            tf.mul(a, tf.scalar(0.3)), tf.sub(tf.scalar(1.5), a), tf.sub(a, tf.scalar(-0.25)),
           ], 0),
         'binary',
       );
+      // a scalar operand on more than 2²⁰ elements (the kernel's flat loop, split between threads) and an odd size
+      for (const n of [(1 << 20) + 3, 4099]) {
+        await expectSameGradients(
+          [uniform([n], r)],
+          (a) => tf.concat([tf.mul(a, tf.scalar(1.75)), tf.sub(tf.scalar(0.5), a), tf.add(a, tf.scalar(3))]),
+          `scalar binary n=${n}`,
+        );
+      }
       for (const axis of [0, 1, 2, 3]) {
         await expectSameGradients(
           [uniform([6, 5, 4, 7], r), uniform([6, 5, 4, 7], r)],

@@ -149,6 +149,26 @@ enum Binary : int32_t { kAdd = 0, kSub = 1, kMul = 2, kRsub = 3 };
 
 // binary(heap, a, b, out, n, nb, op): out[i] = a[i] op b[i mod nb] (b broadcast along the leading axes of a;
 // nb = n for equal shapes, 1 for a scalar). kRsub is b − a, for a broadcast minuend.
+template <typename F>
+void binaryLoop(const float* a, const float* b, float* out, int64_t n, int64_t nb, F f) {
+  if (nb == 1) {
+    // a scalar operand: one flat loop (one row per element would cost a dispatch per element, measured 1.7 ms for
+    // 2²⁰ products, ×5 the flat loop's)
+    const float s = b[0];
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+    for (int64_t i = 0; i < n; i++) out[i] = f(a[i], s);
+    return;
+  }
+  const int64_t rows = n / nb;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t r = 0; r < rows; r++) {
+    const float* ar = a + r * nb;
+    float* o = out + r * nb;
+#pragma omp simd
+    for (int64_t i = 0; i < nb; i++) o[i] = f(ar[i], b[i]);
+  }
+}
+
 Napi::Value BinaryOp(const Napi::CallbackInfo& info) {
   auto heap = info[0].As<Napi::ArrayBuffer>();
   const float* a = heapF32(heap, info[1]);
@@ -157,18 +177,12 @@ Napi::Value BinaryOp(const Napi::CallbackInfo& info) {
   const int64_t n = static_cast<int64_t>(info[4].As<Napi::Number>().DoubleValue());
   const int64_t nb = static_cast<int64_t>(info[5].As<Napi::Number>().DoubleValue());
   const int32_t op = info[6].As<Napi::Number>().Int32Value();
-  const int64_t rows = n / nb;
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
-  for (int64_t r = 0; r < rows; r++) {
-    const float* ar = a + r * nb;
-    float* o = out + r * nb;
-    switch (op) {
-      case kAdd: for (int64_t i = 0; i < nb; i++) o[i] = ar[i] + b[i]; break;
-      case kSub: for (int64_t i = 0; i < nb; i++) o[i] = ar[i] - b[i]; break;
-      case kMul: for (int64_t i = 0; i < nb; i++) o[i] = ar[i] * b[i]; break;
-      case kRsub: for (int64_t i = 0; i < nb; i++) o[i] = b[i] - ar[i]; break;
-      default: break;
-    }
+  switch (op) {
+    case kAdd: binaryLoop(a, b, out, n, nb, [](float x, float y) { return x + y; }); break;
+    case kSub: binaryLoop(a, b, out, n, nb, [](float x, float y) { return x - y; }); break;
+    case kMul: binaryLoop(a, b, out, n, nb, [](float x, float y) { return x * y; }); break;
+    case kRsub: binaryLoop(a, b, out, n, nb, [](float x, float y) { return y - x; }); break;
+    default: break;
   }
   return info.Env().Undefined();
 }
