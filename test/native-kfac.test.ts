@@ -194,6 +194,9 @@ describe.skipIf(!addon).each(patchGramPaths)('the native patch Gram kernel, %s p
     [3, 7, 7, 17, 3, 2, 'same'],
     [2, 8, 8, 32, 5, 5, 'same'],
     [1, 6, 9, 40, 3, 3, 'valid'],
+    // above the kernel's threshold for OpenMP threads (N·H·W·C·(2KW−1)C ≥ 2²²): regions and shifts split over them
+    [4, 12, 12, 32, 5, 5, 'same'],
+    [12, 10, 11, 20, 3, 5, 'valid'],
   ] as const)('N %i, %i×%i×%i input, %i×%i kernel, %s: PᵀP of the patches to 1e-5 relative, exactly symmetric', async (N, H, W, C, kh, kw, padding) => {
     const x = Float32Array.from({ length: N * H * W * C }, () => 2 * r() - 1);
     const geometry = { kernel: [kh, kw] as [number, number], strides: [1, 1] as [number, number], padding };

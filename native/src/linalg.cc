@@ -426,24 +426,20 @@ Napi::Value PatchGram(const Napi::CallbackInfo& info) {
     if (cols.edges[s + 1] - cols.edges[s] > cols.edges[wide + 1] - cols.edges[wide]) wide = s;
   }
   const int64_t R = C * SC;  // one region's products: (2KW−1)C × C, row-major
-  // region sums of every vertical shift (summed over the chunks), prefix sums of one shift; per thread, reused
+  // region sums of every vertical shift (summed over the chunks); per thread, reused
   thread_local std::vector<float> region, one;
-  thread_local std::vector<double> prefix;
   region.assign(static_cast<size_t>(KH * RS * CS * R), 0.0f);
   one.resize(static_cast<size_t>(R));
-  prefix.resize(static_cast<size_t>((RS + 1) * (CS + 1) * C * C));
-  // (the prefix sums' row a = 0 and column b = 0 are zero; the other blocks are written for every shift)
-  for (int64_t a = 0; a <= RS; a++) {
-    for (int64_t b = 0; b <= CS; b++) {
-      if (a == 0 || b == 0) std::fill_n(prefix.data() + (a * (CS + 1) + b) * C * C, C * C, 0.0);
-    }
-  }
+  // (OpenMP's threads reach the calling thread's buffers through pointers: a thread_local named there is their own)
+  float* const regions0 = region.data();
   const int c32 = static_cast<int>(C), sc32 = static_cast<int>(SC);
   const float alpha = 1.0f, zero = 0.0f;
   // per thread, reused: a fresh allocation of this size would be page-faulted in and zeroed by every call
   thread_local std::vector<float> padded, win;
   const bool avx512 = kPatchGramAvx512 && !gPatchGramBlas.load();
-  std::vector<int64_t> runs;  // the AVX-512 path: per region, the [q0, q1) runs of its positions
+  // the AVX-512 path's tiles and the prefix sums run on the OpenMP threads where the work is large enough (the sgemm
+  // path keeps BLAS's own threads, under the LAPACK guard)
+  const bool parallel = static_cast<double>(N) * H * W * C * SC >= 1 << 22;
   LapackGuard guard;
   for (int64_t n0 = 0; n0 < N; n0 += chunk) {
     const int64_t nc = std::min(chunk, N - n0), rowPos = nc * Wp, positions = Hp * rowPos;
@@ -459,24 +455,26 @@ Napi::Value PatchGram(const Napi::CallbackInfo& info) {
     if (avx512) {
       // Each region directly from its own positions (the image columns only): the runs of one row (r, n) and column
       // segment, in groups of about 128 positions so that a group's inputs and windows stay in L1 across its tiles.
-      for (int64_t rs = 0; rs < RS; rs++) {
-        for (int64_t cs = 0; cs < CS; cs++) {
-          runs.clear();
-          for (int64_t r = rows.edges[rs]; r < rows.edges[rs + 1]; r++) {
-            for (int64_t n = 0; n < nc; n++) {
-              const int64_t q = r * rowPos + n * Wp;
-              runs.push_back(q + cols.edges[cs]);
-              runs.push_back(q + cols.edges[cs + 1]);
-            }
+      // One task per (region, vertical shift): each adds to its own products, so the tasks share the threads (the
+      // central region of a 5×5 'same' kernel holds over half the positions: split by shift, no task is over 12 %).
+      const int64_t tasks = RS * CS * KH;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+      for (int64_t task = 0; task < tasks; task++) {
+        const int64_t dy = task % KH, rs = task / KH / CS, cs = task / KH % CS;
+        thread_local std::vector<int64_t> runs;  // the [q0, q1) runs of the region's positions
+        runs.clear();
+        for (int64_t r = rows.edges[rs]; r < rows.edges[rs + 1]; r++) {
+          for (int64_t n = 0; n < nc; n++) {
+            const int64_t q = r * rowPos + n * Wp;
+            runs.push_back(q + cols.edges[cs]);
+            runs.push_back(q + cols.edges[cs + 1]);
           }
-          const int64_t nruns = static_cast<int64_t>(runs.size() / 2), width = cols.edges[cs + 1] - cols.edges[cs];
-          const int64_t group = std::max<int64_t>(1, 128 / width);
-          for (int64_t dy = 0; dy < KH; dy++) {
-            float* reg = region.data() + ((dy * RS + rs) * CS + cs) * R;
-            for (int64_t g0 = 0; g0 < nruns; g0 += group) {
-              regionTiles(xt, C, SC, (dy * rowPos - P) * C, runs.data() + 2 * g0, std::min(group, nruns - g0), reg);
-            }
-          }
+        }
+        const int64_t nruns = static_cast<int64_t>(runs.size() / 2), width = cols.edges[cs + 1] - cols.edges[cs];
+        const int64_t group = std::max<int64_t>(1, 128 / width);
+        float* reg = regions0 + ((dy * RS + rs) * CS + cs) * R;
+        for (int64_t g0 = 0; g0 < nruns; g0 += group) {
+          regionTiles(xt, C, SC, (dy * rowPos - P) * C, runs.data() + 2 * g0, std::min(group, nruns - g0), reg);
         }
       }
       continue;
@@ -516,10 +514,24 @@ Napi::Value PatchGram(const Napi::CallbackInfo& info) {
   // prefix sums over the regions, float64: prefix[a][b] = Σ_{rs < a, cs < b} region[rs][cs] (one slot at a time, so
   // that they stay in cache), then every tap pair (i, j) ≤ (i + dy, j + dx) over the rectangle of tap (i, j).
   const int64_t CC = C * C;
-  thread_local std::vector<float> blk;
-  blk.resize(static_cast<size_t>(CC));
-  for (int64_t dy = 0; dy < KH; dy++) {
-    for (int64_t dx = dy == 0 ? 0 : -(KW - 1); dx < KW; dx++) {
+  // one task per shift (dy, dx): it reads its slot of every region and writes its own tap pairs' blocks, with its
+  // thread's prefix sums and block
+  const int64_t shifts = KH * (2 * KW - 1);
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+  for (int64_t sh = 0; sh < shifts; sh++) {
+    const int64_t dy = sh / (2 * KW - 1), dx = sh % (2 * KW - 1) - (KW - 1);
+    if (dy == 0 && dx < 0) continue;  // (the transposes of dy = 0, dx > 0)
+    thread_local std::vector<double> prefix;
+    thread_local std::vector<float> blk;
+    // (the prefix sums' row a = 0 and column b = 0 are zero; the other blocks are written for every shift)
+    prefix.resize(static_cast<size_t>((RS + 1) * (CS + 1) * CC));
+    for (int64_t a = 0; a <= RS; a++) {
+      for (int64_t b = 0; b <= CS; b++) {
+        if (a == 0 || b == 0) std::fill_n(prefix.data() + (a * (CS + 1) + b) * CC, CC, 0.0);
+      }
+    }
+    blk.resize(static_cast<size_t>(CC));
+    {
       const int64_t slot = (dx + P) * CC;
       for (int64_t a = 1; a <= RS; a++) {
         for (int64_t b = 1; b <= CS; b++) {
@@ -527,7 +539,7 @@ Napi::Value PatchGram(const Napi::CallbackInfo& info) {
           const double* pu = prefix.data() + ((a - 1) * (CS + 1) + b) * CC;
           const double* pl = prefix.data() + (a * (CS + 1) + b - 1) * CC;
           const double* pd = prefix.data() + ((a - 1) * (CS + 1) + b - 1) * CC;
-          const float* reg = region.data() + ((dy * RS + a - 1) * CS + b - 1) * R + slot;
+          const float* reg = regions0 + ((dy * RS + a - 1) * CS + b - 1) * R + slot;
           for (int64_t e = 0; e < CC; e++) p[e] = pu[e] + pl[e] - pd[e] + reg[e];
         }
       }
