@@ -53,7 +53,8 @@ describe.skipIf(!addon)('native K-FAC bookkeeping (skipped: the addon is not bui
       expect({ differ, asym }).toEqual({ differ: 0, asym: 0 });
     }
   });
-  it.each([1, 33, 300])('moment from an exactly symmetric K×K Gram, K = %i: the in-order pass gives the same bits as the symmetrising one', (K) => {
+  // (K = 600: above the in-order pass's threshold for OpenMP threads, K² ≥ 2¹⁸)
+  it.each([1, 33, 300, 600])('moment from an exactly symmetric K×K Gram, K = %i: the in-order pass gives the same bits as the symmetrising one', (K) => {
     const data = new Float32Array(3 + K * K + K);
     for (let i = 0; i < K; i++) for (let j = 0; j <= i; j++) data[3 + i * K + j] = data[3 + j * K + i] = 4 * r() - 2;
     for (let i = 0; i < K; i++) data[3 + K * K + i] = r();
@@ -67,8 +68,8 @@ describe.skipIf(!addon)('native K-FAC bookkeeping (skipped: the addon is not bui
       expect(differ).toBe(0);
     }
   });
-  it('the moment pass reports whether every entry it wrote is finite (NaN or ±Infinity in the Gram or the column sums, either pass)', () => {
-    const K = 40;
+  // (K = 520: the in-order pass on OpenMP's threads, each thread's answer combined)
+  it.each([40, 520])('the moment pass reports whether every entry it wrote is finite (NaN or ±Infinity in the Gram or the column sums, either pass), K = %i', (K) => {
     const fresh = () => {
       const data = new Float32Array(K * K + K);
       for (let i = 0; i < K; i++) for (let j = 0; j <= i; j++) data[i * K + j] = data[j * K + i] = 4 * r() - 2;
@@ -104,9 +105,9 @@ describe.skipIf(!addon)('native K-FAC bookkeeping (skipped: the addon is not bui
     expect(() => addon!.momentFromGram(new Float32Array(8), 0, -1, 1, 3, new Float64Array(9))).toThrow(/sizes do not match/);
     expect(() => addon!.emaUpdate(new Float64Array(3), new Float64Array(4), 0.9)).toThrow(/lengths differ/);
   });
-  it('moving-average fold equals the TypeScript loop bit for bit', () => {
-    const s = Float64Array.from({ length: 1001 }, () => r());
-    const x = Float64Array.from({ length: 1001 }, () => r() * 1e3);
+  it.each([1001, (1 << 18) + 5])('moving-average fold of %i entries equals the TypeScript loop bit for bit (above 2¹⁸ on OpenMP\'s threads)', (n) => {
+    const s = Float64Array.from({ length: n }, () => r());
+    const x = Float64Array.from({ length: n }, () => r() * 1e3);
     const want = Float64Array.from(s, (v, i) => 0.95 * v + (1 - 0.95) * x[i]!);
     addon!.emaUpdate(s, x, 0.95);
     expect(Array.from(s)).toEqual(Array.from(want));
@@ -194,7 +195,7 @@ describe.skipIf(!addon).each(patchGramPaths)('the native patch Gram kernel, %s p
     [3, 7, 7, 17, 3, 2, 'same'],
     [2, 8, 8, 32, 5, 5, 'same'],
     [1, 6, 9, 40, 3, 3, 'valid'],
-    // above the kernel's threshold for OpenMP threads (N·H·W·C·(2KW−1)C ≥ 2²²): regions and shifts split over them
+    // above the kernel's threshold for OpenMP threads (N·H·W·C·(2KW−1)C ≥ 2²⁰): regions and shifts split over them
     [4, 12, 12, 32, 5, 5, 'same'],
     [12, 10, 11, 20, 3, 5, 'valid'],
   ] as const)('N %i, %i×%i×%i input, %i×%i kernel, %s: PᵀP of the patches to 1e-5 relative, exactly symmetric', async (N, H, W, C, kh, kw, padding) => {

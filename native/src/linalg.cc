@@ -439,7 +439,7 @@ Napi::Value PatchGram(const Napi::CallbackInfo& info) {
   const bool avx512 = kPatchGramAvx512 && !gPatchGramBlas.load();
   // the AVX-512 path's tiles and the prefix sums run on the OpenMP threads where the work is large enough (the sgemm
   // path keeps BLAS's own threads, under the LAPACK guard)
-  const bool parallel = static_cast<double>(N) * H * W * C * SC >= 1 << 22;
+  const bool parallel = static_cast<double>(N) * H * W * C * SC >= 1 << 20;
   LapackGuard guard;
   for (int64_t n0 = 0; n0 < N; n0 += chunk) {
     const int64_t nc = std::min(chunk, N - n0), rowPos = nc * Wp, positions = Hp * rowPos;
