@@ -53,7 +53,6 @@ describe.skipIf(!addon)('native K-FAC bookkeeping (skipped: the addon is not bui
       expect({ differ, asym }).toEqual({ differ: 0, asym: 0 });
     }
   });
-  // (K = 600: above the in-order pass's threshold for OpenMP threads, K² ≥ 2¹⁸)
   it.each([1, 33, 300, 600])('moment from an exactly symmetric K×K Gram, K = %i: the in-order pass gives the same bits as the symmetrising one', (K) => {
     const data = new Float32Array(3 + K * K + K);
     for (let i = 0; i < K; i++) for (let j = 0; j <= i; j++) data[3 + i * K + j] = data[3 + j * K + i] = 4 * r() - 2;
@@ -68,7 +67,6 @@ describe.skipIf(!addon)('native K-FAC bookkeeping (skipped: the addon is not bui
       expect(differ).toBe(0);
     }
   });
-  // (K = 520: the in-order pass on OpenMP's threads, each thread's answer combined)
   it.each([40, 520])('the moment pass reports whether every entry it wrote is finite (NaN or ±Infinity in the Gram or the column sums, either pass), K = %i', (K) => {
     const fresh = () => {
       const data = new Float32Array(K * K + K);
@@ -105,7 +103,7 @@ describe.skipIf(!addon)('native K-FAC bookkeeping (skipped: the addon is not bui
     expect(() => addon!.momentFromGram(new Float32Array(8), 0, -1, 1, 3, new Float64Array(9))).toThrow(/sizes do not match/);
     expect(() => addon!.emaUpdate(new Float64Array(3), new Float64Array(4), 0.9)).toThrow(/lengths differ/);
   });
-  it.each([1001, (1 << 18) + 5])('moving-average fold of %i entries equals the TypeScript loop bit for bit (above 2¹⁸ on OpenMP\'s threads)', (n) => {
+  it.each([1001, (1 << 18) + 5])('moving-average fold of %i entries equals the TypeScript loop bit for bit', (n) => {
     const s = Float64Array.from({ length: n }, () => r());
     const x = Float64Array.from({ length: n }, () => r() * 1e3);
     const want = Float64Array.from(s, (v, i) => 0.95 * v + (1 - 0.95) * x[i]!);

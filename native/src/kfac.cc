@@ -33,11 +33,7 @@ Napi::Value MomentFromGram(const Napi::CallbackInfo& info) {
   // an integer AND, so the loop still vectorises)
   constexpr double kMax = std::numeric_limits<double>::max();
   unsigned ok = 1;
-  // (large factors on OpenMP's threads: the pass is bound by memory, which two cores read faster than one; the result
-  // is the same bits)
-  const bool parallel = K * K >= int64_t{1} << 18;
   if (symmetric) {
-#pragma omp parallel for schedule(static) reduction(& : ok) if (parallel)
     for (int64_t i = 0; i < K; i++) {
       const float* gi = g + i * K;
       double* oi = out + i * d;
@@ -105,8 +101,6 @@ Napi::Value EmaUpdate(const Napi::CallbackInfo& info) {
   const double* v = x.Data();
   const double c = 1 - e;
   const size_t n = sum.ElementLength();
-  // (large averages on OpenMP's threads, as the moment pass; elementwise, so the same bits)
-#pragma omp parallel for simd schedule(static) if (n >= size_t{1} << 18)
   for (size_t i = 0; i < n; i++) s[i] = e * s[i] + c * v[i];
   return info.Env().Undefined();
 }
