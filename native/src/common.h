@@ -15,6 +15,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -50,6 +51,24 @@ inline const int32_t* dimsOf(const Napi::Value& v, size_t expected, const char* 
  * descheduled for a whole time slice, many small regions make a step several times slower.
  */
 constexpr int64_t kParallelMin = 1 << 20;
+
+/**
+ * f(i, j) for every entry of the upper triangle of a K×K matrix (j ≥ i, or j > i when `strict`), B×B tile by tile, so
+ * that an entry's transpose (j, i), read or written in the same call, stays in cache: a whole column at a time would
+ * touch K rows 4·K or 8·K bytes apart (one L1 set when K is a multiple of 1024).
+ */
+template <typename F>
+inline void upperTriangleTiles(int64_t K, int64_t B, bool strict, F&& f) {
+  for (int64_t i0 = 0; i0 < K; i0 += B) {
+    const int64_t i1 = std::min(K, i0 + B);
+    for (int64_t j0 = i0; j0 < K; j0 += B) {
+      const int64_t j1 = std::min(K, j0 + B);
+      for (int64_t i = i0; i < i1; i++) {
+        for (int64_t j = std::max(j0, strict ? i + 1 : i); j < j1; j++) f(i, j);
+      }
+    }
+  }
+}
 
 /** Activation codes shared with src/backend/native-kernels.ts (`ACTIVATIONS`). */
 enum Activation : int32_t { kLinear = 0, kRelu = 1, kRelu6 = 2, kElu = 3, kLeakyRelu = 4, kSigmoid = 5 };

@@ -44,21 +44,13 @@ Napi::Value MomentFromGram(const Napi::CallbackInfo& info) {
       }
     }
   } else {
-    constexpr int64_t B = 32;
-    for (int64_t i0 = 0; i0 < K; i0 += B) {
-      const int64_t i1 = std::min(K, i0 + B);
-      for (int64_t j0 = i0; j0 < K; j0 += B) {
-        const int64_t j1 = std::min(K, j0 + B);
-        for (int64_t i = i0; i < i1; i++) {
-          for (int64_t j = std::max(j0, i); j < j1; j++) {
-            const double v = (static_cast<double>(g[i * K + j]) + static_cast<double>(g[j * K + i])) * half;
-            out[i * d + j] = v;
-            out[j * d + i] = v;
-            ok &= static_cast<unsigned>(std::fabs(v) <= kMax);
-          }
-        }
-      }
-    }
+    // 32×32 tiles of the upper triangle: the transposed reads stay in cache for large K
+    upperTriangleTiles(K, 32, false, [&](int64_t i, int64_t j) {
+      const double v = (static_cast<double>(g[i * K + j]) + static_cast<double>(g[j * K + i])) * half;
+      out[i * d + j] = v;
+      out[j * d + i] = v;
+      ok &= static_cast<unsigned>(std::fabs(v) <= kMax);
+    });
   }
   if (cOff >= 0) {
     const float* c = data.Data() + cOff;

@@ -240,18 +240,9 @@ Napi::Value Gram(const Napi::CallbackInfo& info) {
     const float one = 1.0f, zero = 0.0f;
     ssyrk_("U", "N", &n, &k, &one, x, &n, &zero, out, &n);
   }
-  // mirrored in 16×16 tiles: a whole column at once reads K rows 4·K bytes apart, which for K a multiple of 1024
-  // share one L1 set (measured 1.4 ms for K = 1024, over five times ssyrk's own 0.26 ms; tiles 0.35 ms)
-  constexpr int64_t B = 16;
-  for (int64_t i0 = 0; i0 < K; i0 += B) {
-    const int64_t i1 = std::min(K, i0 + B);
-    for (int64_t j0 = i0; j0 < K; j0 += B) {
-      const int64_t j1 = std::min(K, j0 + B);
-      for (int64_t i = i0; i < i1; i++) {
-        for (int64_t j = std::max(j0, i + 1); j < j1; j++) out[i * K + j] = out[j * K + i];
-      }
-    }
-  }
+  // mirrored in 16×16 tiles (measured for K = 1024: 1.4 ms a column at a time, over five times ssyrk's own 0.26 ms;
+  // tiles 0.35 ms)
+  upperTriangleTiles(K, 16, true, [out, K](int64_t i, int64_t j) { out[i * K + j] = out[j * K + i]; });
   return info.Env().Undefined();
 }
 
