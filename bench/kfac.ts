@@ -5,6 +5,7 @@
  *  - the time to refresh every inverse of each quick model (float64 Cholesky on the CPU, this thread).
  */
 import { initBackend } from '../src/backend';
+import { median } from '../src/distributed/calibration';
 import { KfacOptimizer } from '../src/kfac/optimizer';
 import { KfacConfig } from '../src/kfac/optimizer';
 import { linalgEngine } from '../src/linalg';
@@ -46,10 +47,6 @@ export async function benchKfac(steps = 20, rounds = 3) {
   const bz = 128;
   const rows: Record<string, string | number>[] = [];
   const cases = [QUICK_MODELS[0], QUICK_MODELS[1]];
-  const median = (v: number[]) => {
-    const s = [...v].sort((a, b) => a - b);
-    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-  };
   for (const m of cases) {
     // issue 9's targets: cheap factors with whole-batch statistics ≤ 1.2× SGD, KFC with a quarter of the batch ≤ 1.5×
     const optimizers: [string, object][] = [

@@ -508,10 +508,8 @@ Napi::Value PatchGram(const Napi::CallbackInfo& info) {
   // one task per shift (dy, dx): it reads its slot of every region and writes its own tap pairs' blocks, with its
   // thread's prefix sums and block
   const int64_t shifts = KH * (2 * KW - 1);
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
-  for (int64_t sh = 0; sh < shifts; sh++) {
-    const int64_t dy = sh / (2 * KW - 1), dx = sh % (2 * KW - 1) - (KW - 1);
-    if (dy == 0 && dx < 0) continue;  // (the transposes of dy = 0, dx > 0)
+#pragma omp parallel if (parallel)
+  {
     thread_local std::vector<double> prefix;
     thread_local std::vector<float> blk;
     // (the prefix sums' row a = 0 and column b = 0 are zero; the other blocks are written for every shift)
@@ -522,7 +520,10 @@ Napi::Value PatchGram(const Napi::CallbackInfo& info) {
       }
     }
     blk.resize(static_cast<size_t>(CC));
-    {
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t sh = 0; sh < shifts; sh++) {
+      const int64_t dy = sh / (2 * KW - 1), dx = sh % (2 * KW - 1) - (KW - 1);
+      if (dy == 0 && dx < 0) continue;  // (the transposes of dy = 0, dx > 0)
       const int64_t slot = (dx + P) * CC;
       for (int64_t a = 1; a <= RS; a++) {
         for (int64_t b = 1; b <= CS; b++) {
