@@ -428,6 +428,37 @@ describe.each(ENGINES)('engine %s', (e) => {
         'batchnorm',
       );
     });
+    // tf.batchNorm's gradient works in tfjs only with both offset and scale given and [C] statistics (tf.grads reads the
+    // absent inputs' ids; other shapes it reshapes wrongly); where one is absent, and for statistics that are not per channel, the values are compared.
+    const bnInputs = (xs: readonly number[], ss: readonly number[], seed: number) => {
+      const rr = rng(seed);
+      const positive = { data: uniform([...ss], rr).data.map((v) => 0.1 + Math.abs(v)), shape: [...ss] };
+      return [uniform([...xs], rr), uniform([...ss], rr), positive, uniform([...ss], rr), uniform([...ss], rr)];
+    };
+    it.each([
+      ['[C] statistics', [4, 5, 6, 3], [3]],
+      ['[C] statistics above the threads threshold (2¹⁸ + 5 rows of 4)', [2 ** 18 + 5, 4], [4]],
+    ] as const)('tf.batchNorm (FusedBatchNorm, as tf.layers.batchNormalization calls it) and its gradient: %s', async (_name, xs, ss) => {
+      await expectSameGradients(bnInputs(xs, ss, 31), (x, m, v, o, sc) => tf.batchNorm(x!, m!, v!, o, sc, 1e-3), 'batchNorm');
+    });
+    it.each([
+      ['[1, 1, C] statistics (tfjs\'s gradient reshapes them wrongly on every backend)', [3, 7, 5, 9], [1, 1, 9], true, true],
+      ['no offset, [1, 1, C] statistics', [3, 7, 5, 9], [1, 1, 9], false, true],
+      ['no scale, 2-D input', [37, 11], [11], true, false],
+      ['neither', [6, 4, 8], [8], false, false],
+      ['per-position statistics (wasm keeps these)', [2, 3, 4], [3, 4], true, true],
+    ] as const)('tf.batchNorm values: %s', async (_name, xs, ss, hasOffset, hasScale) => {
+      const inputs = bnInputs(xs, ss, 32);
+      const run = async (be: 'cpu' | Engine) => {
+        await initBackend(be);
+        return tf.tidy(() => {
+          const [x, m, v, o, sc] = inputs.map((a) => tf.tensor(a.data, a.shape));
+          return tf.batchNorm(x!, m!, v!, hasOffset ? o : undefined, hasScale ? sc : undefined, 1e-3).dataSync() as Float32Array;
+        });
+      };
+      const ref = await run('cpu');
+      expect(relErr(await run(engine), ref)).toBeLessThan(TOL);
+    });
     it('sum and mean over many rows (the pooled path) and over few rows (the loop)', async () => {
       await expectSameGradients(
         [uniform([8, 32, 32, 5], r)],

@@ -141,6 +141,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   DK_EXPORT(exports, "patchSums", PatchSums);
   DK_EXPORT(exports, "batchNormForward", BatchNormForward);
   DK_EXPORT(exports, "batchNormBackward", BatchNormBackward);
+  DK_EXPORT(exports, "batchNormApply", BatchNormApply);
   DK_EXPORT(exports, "reluGrad", ReluGrad);
   DK_EXPORT(exports, "relu", Relu);
   DK_EXPORT(exports, "maxPool", MaxPool);

@@ -151,4 +151,39 @@ Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// batchNormApply(heap, x, out, mean, variance, offset, scale, m, C, eps): tfjs's FusedBatchNorm on [m, C] rows with
+// [C] statistics (tf.batchNorm, what tf.layers.batchNormalization calls with the batch's or the moving moments):
+// out = offset + (x − mean) · scale / sqrt(variance + eps); offset and scale may be absent (offset −1: 0, scale −1: 1).
+// The per-channel factor scale / sqrt(variance + eps) is formed once in double.
+Napi::Value BatchNormApply(const Napi::CallbackInfo& info) {
+  auto heap = info[0].As<Napi::ArrayBuffer>();
+  const float* x = heapF32(heap, info[1]);
+  float* out = heapF32(heap, info[2]);
+  const float* mean = heapF32(heap, info[3]);
+  const float* var = heapF32(heap, info[4]);
+  const bool hasOffset = info[5].As<Napi::Number>().DoubleValue() >= 0;
+  const bool hasScale = info[6].As<Napi::Number>().DoubleValue() >= 0;
+  const float* offset = hasOffset ? heapF32(heap, info[5]) : nullptr;
+  const float* scale = hasScale ? heapF32(heap, info[6]) : nullptr;
+  const int64_t m = static_cast<int64_t>(info[7].As<Napi::Number>().DoubleValue());
+  const int64_t C = static_cast<int64_t>(info[8].As<Napi::Number>().DoubleValue());
+  const double eps = info[9].As<Napi::Number>().DoubleValue();
+  std::vector<float> k(C), b(C);
+  for (int64_t c = 0; c < C; c++) {
+    const double kc = (hasScale ? static_cast<double>(scale[c]) : 1.0) / std::sqrt(static_cast<double>(var[c]) + eps);
+    k[c] = static_cast<float>(kc);
+    b[c] = static_cast<float>((hasOffset ? static_cast<double>(offset[c]) : 0.0) - static_cast<double>(mean[c]) * kc);
+  }
+  const float* kp = k.data();
+  const float* bp = b.data();
+#pragma omp parallel for schedule(static) if (m * C >= kParallelMin)
+  for (int64_t r = 0; r < m; r++) {
+    const float* xr = x + r * C;
+    float* yr = out + r * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; c++) yr[c] = xr[c] * kp[c] + bp[c];
+  }
+  return info.Env().Undefined();
+}
+
 }  // namespace dk

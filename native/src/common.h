@@ -112,6 +112,7 @@ Napi::Value AvgPoolGrad(const Napi::CallbackInfo& info);
 Napi::Value Patches(const Napi::CallbackInfo& info);
 Napi::Value PatchSums(const Napi::CallbackInfo& info);
 Napi::Value BatchNormForward(const Napi::CallbackInfo& info);
+Napi::Value BatchNormApply(const Napi::CallbackInfo& info);
 Napi::Value BatchNormBackward(const Napi::CallbackInfo& info);
 Napi::Value ReluGrad(const Napi::CallbackInfo& info);
 Napi::Value Relu(const Napi::CallbackInfo& info);

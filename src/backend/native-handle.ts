@@ -46,6 +46,8 @@ export interface NativeAddon {
   reduceMiddle(heap: ArrayBuffer, x: number, out: number, outer: number, reduced: number, inner: number, scale: number): void;
   binary(heap: ArrayBuffer, a: number, b: number, out: number, n: number, nb: number, op: number): void;
   tile(heap: ArrayBuffer, x: number, out: number, shape: Int32Array, reps: Int32Array): void;
+  /** tfjs's FusedBatchNorm with [C] statistics on [m, C] rows; offset / scale −1 when absent. */
+  batchNormApply(heap: ArrayBuffer, x: number, out: number, mean: number, variance: number, offset: number, scale: number, m: number, C: number, eps: number): void;
   // K-FAC's float64 linear algebra on LAPACK (native/src/linalg.cc), on plain Float64Arrays; see src/linalg/lapack.ts.
   /** In place: a becomes the full inverse (null), or the first failing pivot (a then holds garbage). */
   spdInverseF64(a: Float64Array, n: number, pivotTol: number): null | { pivot: number; value: number };

@@ -415,6 +415,28 @@ function nativeKernels(addon: NativeAddon, fallback: Fallbacks): Record<string, 
       return out;
     };
 
+  /**
+   * FusedBatchNorm (tf.batchNorm, as tf.layers.batchNormalization calls it) where every statistic has the channel
+   * count C = x's last dimension as its size (shape [C] or [1, …, 1, C]); other broadcasts keep wasm's kernel.
+   */
+  const fusedBatchNorm: tf.KernelFunc = (args) => {
+    const { x, mean, variance, offset, scale } = args.inputs as Record<string, tf.TensorInfo | undefined>;
+    const { varianceEpsilon } = args.attrs as unknown as { varianceEpsilon: number };
+    const C = x!.shape[x!.shape.length - 1] ?? 1;
+    const perChannel = (t: tf.TensorInfo | undefined) => t === undefined || (t.dtype === 'float32' && size(t.shape) === C && t.shape[t.shape.length - 1] === C);
+    if (x!.dtype !== 'float32' || x!.shape.length < 1 || ![mean, variance].every((t) => t !== undefined) || ![mean, variance, offset, scale].every(perChannel)) {
+      return prev('FusedBatchNorm')(args);
+    }
+    const be = args.backend;
+    const out = makeOutput(be, x!.shape);
+    const n = size(x!.shape);
+    if (n > 0) {
+      const off = (t: tf.TensorInfo | undefined) => (t === undefined ? -1 : offsetOf(be, t));
+      addon.batchNormApply(heapOf(be), offsetOf(be, x!), offsetOf(be, out), off(mean), off(variance), off(offset), off(scale), n / C, C, varianceEpsilon);
+    }
+    return out;
+  };
+
   const tile: tf.KernelFunc = (args) => {
     const { x } = args.inputs as { x: tf.TensorInfo };
     const { reps } = args.attrs as { reps: number[] };
@@ -439,6 +461,7 @@ function nativeKernels(addon: NativeAddon, fallback: Fallbacks): Record<string, 
     MaxPool: maxPool,
     MaxPoolGrad: maxPoolGrad,
     Relu: relu,
+    FusedBatchNorm: fusedBatchNorm,
     AvgPoolGrad: avgPoolGrad,
     [BATCH_NORM_KERNEL]: batchNorm,
     [BATCH_NORM_GRAD_KERNEL]: batchNormGrad,
@@ -467,6 +490,7 @@ export const NATIVE_KERNELS = [
   'MaxPool',
   'MaxPoolGrad',
   'Relu',
+  'FusedBatchNorm',
   'AvgPoolGrad',
   'Concat',
   'SplitV',
