@@ -179,9 +179,12 @@ function benchMatmul(n = 1024): BackendBench['matmul'] {
   return rows;
 }
 
-/** The PyTorch reference (bench/torch_step.py) where Debian's python3-torch is installed, else the reason it is not. */
-export function torchReference(batches: number[]): { rows: { format: string; batch: number; median_s: number; min_s: number }[]; torch: string; threads: number } | string {
-  const script = fileURLToPath(new URL('./torch_step.py', import.meta.url));
+/**
+ * A PyTorch reference (bench/torch_step.py, or another script of bench/ with the same output) where Debian's
+ * python3-torch is installed, else the reason it is not.
+ */
+export function torchReference(batches: number[], scriptName = 'torch_step.py'): { rows: { format: string; batch: number; median_s: number; min_s: number }[]; torch: string; threads: number } | string {
+  const script = fileURLToPath(new URL(`./${scriptName}`, import.meta.url));
   const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
   const r = spawnSync(python, [script, ...batches.map(String)], { encoding: 'utf8', timeout: 600_000 });
   if (r.status !== 0) {

@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --only backend,models,data,linalg,kfac,distributed,redis,profile,clock]
+ * npm run bench [-- --only backend,models,layers,data,linalg,kfac,distributed,redis,profile,clock]
  *
  * Every speed figure of the project, measured in one run and printed as tables (ratios are what to compare: this
  * machine is noisy).
@@ -8,6 +8,7 @@ import { benchBackend } from './backend';
 import { benchClock } from './clock';
 import { benchDataPipeline } from './data-pipeline';
 import { benchDistributed } from './distributed';
+import { benchLayers } from './layers';
 import { benchLinalg } from './linalg';
 import { benchKfac } from './kfac';
 import { benchModels } from './models';
@@ -17,6 +18,7 @@ import { benchRedis } from './redis';
 const sections: Record<string, () => Promise<unknown>> = {
   backend: () => benchBackend(),
   models: () => benchModels(),
+  layers: () => benchLayers(),
   data: () => benchDataPipeline(),
   linalg: () => benchLinalg(),
   kfac: () => benchKfac(),
