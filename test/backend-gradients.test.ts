@@ -571,6 +571,24 @@ describe.each(ENGINES)('engine %s', (e) => {
           `scalar binary n=${n}`,
         );
       }
+      // RealDiv (dropout's scaling, tfjs's batch-norm gradient): divisors away from zero, every operand pattern
+      const away = (shape: number[]) => ({ data: uniform(shape, r).data.map((v) => (v < 0 ? -0.5 : 0.5) + v), shape });
+      await expectSameGradients(
+        [away([16, 8, 8, 12]), away([12]), away([16, 8, 8, 12])],
+        (a, b, d) => tf.concat([tf.div(a, b), tf.div(b, a), tf.div(a, d), tf.div(a, tf.scalar(0.8)), tf.div(tf.scalar(1.5), a)], 0),
+        'div',
+      );
+      await expectSameGradients([away([(1 << 20) + 3])], (a) => tf.concat([tf.div(a, tf.scalar(0.75)), tf.div(tf.scalar(-2), a)]), 'scalar div');
+      // division by zero and of zero: the same infinities and NaNs as cpu
+      const zeros = async (backend: 'cpu' | Engine) => {
+        await initBackend(backend);
+        return tf.tidy(() => {
+          const a = tf.tensor1d(Float32Array.from({ length: 5000 }, (_, i) => [0, 1, -1, 2.5][i % 4]!));
+          const b = tf.tensor1d(Float32Array.from({ length: 5000 }, (_, i) => [0, 0, 0, -0.5, 3][i % 5]!));
+          return Array.from(tf.concat([tf.div(a, b), tf.div(a, tf.scalar(0))]).dataSync());
+        });
+      };
+      expect(await zeros(engine)).toEqual(await zeros('cpu'));
       for (const axis of [0, 1, 2, 3]) {
         await expectSameGradients(
           [uniform([6, 5, 4, 7], r), uniform([6, 5, 4, 7], r)],

@@ -145,10 +145,10 @@ Napi::Value ReduceMiddle(const Napi::CallbackInfo& info) {
 }
 
 /** Binary operation codes shared with src/backend/native-kernels.ts (`BINARY_OPS`). */
-enum Binary : int32_t { kAdd = 0, kSub = 1, kMul = 2, kRsub = 3 };
+enum Binary : int32_t { kAdd = 0, kSub = 1, kMul = 2, kRsub = 3, kDiv = 4, kRdiv = 5 };
 
 // binary(heap, a, b, out, n, nb, op): out[i] = a[i] op b[i mod nb] (b broadcast along the leading axes of a;
-// nb = n for equal shapes, 1 for a scalar). kRsub is b − a, for a broadcast minuend.
+// nb = n for equal shapes, 1 for a scalar). kRsub is b − a and kRdiv b / a, for a broadcast minuend or dividend.
 template <typename F>
 void binaryLoop(const float* a, const float* b, float* out, int64_t n, int64_t nb, F f) {
   if (nb == 1) {
@@ -182,6 +182,8 @@ Napi::Value BinaryOp(const Napi::CallbackInfo& info) {
     case kSub: binaryLoop(a, b, out, n, nb, [](float x, float y) { return x - y; }); break;
     case kMul: binaryLoop(a, b, out, n, nb, [](float x, float y) { return x * y; }); break;
     case kRsub: binaryLoop(a, b, out, n, nb, [](float x, float y) { return y - x; }); break;
+    case kDiv: binaryLoop(a, b, out, n, nb, [](float x, float y) { return x / y; }); break;
+    case kRdiv: binaryLoop(a, b, out, n, nb, [](float x, float y) { return y / x; }); break;
     default: break;
   }
   return info.Env().Undefined();

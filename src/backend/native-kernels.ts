@@ -43,7 +43,7 @@ export const ACTIVATIONS: Record<string, number | undefined> = {
 };
 
 /** The addon's binary operation codes (native/src/eltwise.cc `Binary`). */
-const BINARY_OPS = { add: 0, sub: 1, mul: 2, rsub: 3 } as const;
+const BINARY_OPS = { add: 0, sub: 1, mul: 2, rsub: 3, div: 4, rdiv: 5 } as const;
 
 type ConvPad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
 
@@ -391,7 +391,7 @@ function nativeKernels(addon: NativeAddon, fallback: Fallbacks): Record<string, 
    * scalars) or both have one shape; other broadcasts keep wasm's kernel.
    */
   const binary =
-    (name: 'Add' | 'Sub' | 'Multiply', op: number): tf.KernelFunc =>
+    (name: 'Add' | 'Sub' | 'Multiply' | 'RealDiv', op: number): tf.KernelFunc =>
     (args) => {
       const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
       if (a.dtype !== 'float32' || b.dtype !== 'float32') return prev(name)(args);
@@ -408,7 +408,7 @@ function nativeKernels(addon: NativeAddon, fallback: Fallbacks): Record<string, 
       else if (na !== n) return prev(name)(args);
       const [big, small] = swap ? [b, a] : [a, b];
       if (n < 4096 || !trailing(big.shape, small.shape)) return prev(name)(args);
-      const code = swap && name === 'Sub' ? BINARY_OPS.rsub : op;
+      const code = swap && name === 'Sub' ? BINARY_OPS.rsub : swap && name === 'RealDiv' ? BINARY_OPS.rdiv : op;
       const out = makeOutput(args.backend, outShape);
       const be = args.backend;
       addon.binary(heapOf(be), offsetOf(be, big), offsetOf(be, small), offsetOf(be, out), n, size(small.shape), code);
@@ -456,6 +456,7 @@ function nativeKernels(addon: NativeAddon, fallback: Fallbacks): Record<string, 
     Add: binary('Add', BINARY_OPS.add),
     Sub: binary('Sub', BINARY_OPS.sub),
     Multiply: binary('Multiply', BINARY_OPS.mul),
+    RealDiv: binary('RealDiv', BINARY_OPS.div),
     Concat: concat,
     SplitV: splitV,
     MaxPool: maxPool,
@@ -500,6 +501,7 @@ export const NATIVE_KERNELS = [
   'Add',
   'Sub',
   'Multiply',
+  'RealDiv',
   BATCH_NORM_KERNEL,
   BATCH_NORM_GRAD_KERNEL,
   RELU_GRAD_KERNEL,
