@@ -387,7 +387,7 @@ function nativeKernels(addon: NativeAddon, fallback: Fallbacks): Record<string, 
     };
 
   /**
-   * Add / Sub / Multiply where one operand equals the other's trailing dimensions (bias adds, per-channel scales,
+   * Add / Sub / Multiply / RealDiv where one operand equals the other's trailing dimensions (bias adds, per-channel scales,
    * scalars) or both have one shape; other broadcasts keep wasm's kernel.
    */
   const binary =
