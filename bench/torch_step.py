@@ -12,7 +12,9 @@ import sys
 import time
 
 
-def main() -> None:
+def run(make_net, input_shape, make_opt) -> None:
+    """Times SGD steps of make_net() on random inputs of input_shape (C, H, W) per batch size of argv, in NCHW and
+    channels_last; prints the JSON line. Shared with bench/torch_layers.py."""
     import torch
     from torch import nn
 
@@ -24,17 +26,13 @@ def main() -> None:
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "mkldnn": torch.backends.mkldnn.is_available(), "rows": []}
     for fmt in ("nchw", "channels_last"):
         for b in batches:
-            net = nn.Sequential(
-                nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Flatten(), nn.Linear(4096, 256), nn.ReLU(), nn.Linear(256, 10),
-            )
-            x = torch.rand(b, 3, 32, 32)
+            net = make_net(nn)
+            x = torch.rand(b, *input_shape)
             if fmt == "channels_last":
                 net = net.to(memory_format=torch.channels_last)
                 x = x.contiguous(memory_format=torch.channels_last)
             y = torch.arange(b) % 10
-            opt = torch.optim.SGD(net.parameters(), lr=0.01)
+            opt = make_opt(torch, net)
             ts = []
             for i in range(steps + 3):
                 t0 = time.perf_counter()
@@ -48,6 +46,18 @@ def main() -> None:
             ts.sort()
             out["rows"].append({"format": fmt, "batch": b, "median_s": ts[len(ts) // 2], "min_s": ts[0]})
     print(json.dumps(out))
+
+
+def main() -> None:
+    run(
+        lambda nn: nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(4096, 256), nn.ReLU(), nn.Linear(256, 10),
+        ),
+        (3, 32, 32),
+        lambda torch, net: torch.optim.SGD(net.parameters(), lr=0.01),
+    )
 
 
 if __name__ == "__main__":
