@@ -82,8 +82,9 @@ export async function benchLayers(rounds = 2) {
     rows.push(row);
     const f = (v?: number) => (v === undefined ? '—' : `${(v * 1000).toFixed(0)} ms`);
     const ratio = (a?: number, b?: number) => (a && b ? `${(a / b).toFixed(2)}×` : '—');
+    const torchFaster = row.torchNchw === undefined || row.torchCl === undefined ? (row.torchNchw ?? row.torchCl) : Math.min(row.torchNchw, row.torchCl);
     console.log(
-      `  round ${r + 1}: native ${f(row.native)}${row.wasm ? `, wasm ${f(row.wasm)} (native ÷ wasm ${ratio(row.native, row.wasm)})` : ''}; PyTorch NCHW ${f(row.torchNchw)}, channels_last ${f(row.torchCl)}; native ÷ PyTorch's faster ${ratio(row.native, Math.min(row.torchNchw ?? Infinity, row.torchCl ?? Infinity) || undefined)}`,
+      `  round ${r + 1}: native ${f(row.native)}${row.wasm ? `, wasm ${f(row.wasm)} (native ÷ wasm ${ratio(row.native, row.wasm)})` : ''}; PyTorch NCHW ${f(row.torchNchw)}, channels_last ${f(row.torchCl)}; native ÷ PyTorch's faster ${ratio(row.native, torchFaster)}`,
     );
   }
   await initBackend('auto');
